@@ -1,0 +1,27 @@
+"""ckptdoctor: open, diagnose and repair PyTorch checkpoints without executing pickle code.
+
+Public surface::
+
+    import ckptdoctor
+    with ckptdoctor.open("model.pt") as ckpt:
+        for path, tensor in ckpt.tensors():
+            print(path, tensor.dtype.name, tensor.shape)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ckptdoctor.model import Checkpoint
+
+__all__ = ["open", "__version__"]
+
+
+def open(path, *, limits=None) -> Checkpoint:  # noqa: A001 - deliberate, reads like builtins.open
+    """Read a checkpoint (any supported format) without executing code. See ``ckptdoctor.reader``."""
+    from ckptdoctor.reader import open_checkpoint
+
+    return open_checkpoint(path, limits=limits)

@@ -1,0 +1,43 @@
+"""ckptdoctor command line.
+
+Each command lives in its own module with a ``register(app)`` function; this
+file only lists them. Heavy imports happen inside the commands so that
+``ckptdoctor --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ckptdoctor.cli import inspect_cmd
+
+app = typer.Typer(
+    name="ckptdoctor",
+    help=(
+        "Open, diagnose and repair PyTorch checkpoints without executing pickle code.\n\n"
+        "Examples:\n\n"
+        "  ckptdoctor inspect model.pt\n\n"
+        "  ckptdoctor inspect model.pt --json --hash\n\n"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+# One line per command module; each adds its own command(s) to `app`.
+COMMAND_MODULES = [
+    inspect_cmd,
+]
+
+for _module in COMMAND_MODULES:
+    _module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point. Never lets a traceback reach the user."""
+    from ckptdoctor.cli.errors import run_guarded
+
+    sys.exit(run_guarded(app))
