@@ -1,0 +1,145 @@
+"""torch 0.1.x tar archives: members ``sys_info``, ``pickle``, ``tensors``, ``storages``.
+
+``storages``: pickle N, then N x (pickle (key, location, storage_type) + raw
+record), then a pickle list of views (view_key, root_key, offset, size).
+``tensors``: pickle T, then T x (pickle (key, storage_key, tensor_type) + i32
+ndim, 4 pad bytes, ndim i64 sizes, ndim i64 strides, i64 storage offset).
+``pickle``: the object, tensors/storages as persistent ids ``str(key)``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+from typing import Any
+
+from ckptdoctor import dtypes
+from ckptdoctor.errors import TruncatedFile, UnreadableFile
+from ckptdoctor.formats.common import record_pickle, run_pickle, storage_dtype
+from ckptdoctor.limits import Limits
+from ckptdoctor.model import Checkpoint, Storage, TensorRecord
+from ckptdoctor.pickle.objects import Global
+
+
+class _SourceFile(io.RawIOBase):
+    """Read-only file object over a ByteSource, for :mod:`tarfile`."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else (self.pos + offset if whence == 1 else self.source.size + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, b) -> int:
+        n = max(0, min(len(b), self.source.size - self.pos))
+        b[:n] = self.source.read(self.pos, n)
+        self.pos += n
+        return n
+
+
+def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
+    try:
+        tf = tarfile.open(fileobj=io.BufferedReader(_SourceFile(source)), mode="r:")
+        members = {m.name: m for m in tf.getmembers()}
+    except tarfile.TarError as e:
+        raise UnreadableFile(f"corrupt tar archive: {e}", kind="corrupt") from None
+    need = {"sys_info", "pickle", "tensors", "storages"}
+    if not need <= set(members):
+        raise UnreadableFile(f"a tar archive, but not a torch 0.1.x checkpoint (members: {sorted(members)[:6]})",
+                             kind="unknown")
+    ckpt.format = "tar"
+    for name in need:
+        m = members[name]
+        if m.offset_data + m.size > source.size:
+            raise TruncatedFile(f"tar member {name} extends beyond the end of the file", offset=source.size,
+                                needed=m.offset_data + m.size)
+
+    def member_bytes(name: str) -> tuple[bytes, int]:
+        m = members[name]
+        return source.read(m.offset_data, m.size), m.offset_data
+
+    objects: dict[int, Any] = {}
+    # ---- storages
+    buf, base = member_bytes("storages")
+    res = run_pickle(buf, 0, limits=limits, base=base)
+    n, pos = res.value, res.end
+    if not isinstance(n, int) or n < 0:
+        raise UnreadableFile("tar storages member is corrupt", kind="corrupt")
+    for _ in range(n):
+        r = run_pickle(buf, pos, limits=limits, base=base)
+        key, location, storage_type = r.value
+        pos = r.end
+        dt = storage_dtype(storage_type)
+        if pos + 8 > len(buf):
+            raise TruncatedFile("tar storage record cut short", offset=base + len(buf))
+        (count,) = struct.unpack("<q", buf[pos : pos + 8])
+        st = Storage(key=str(key), dtype=dt, numel=count, location=str(location), source=source,
+                     record="storages", _span=(base + pos + 8, count * dt.itemsize))
+        if pos + 8 + st.nbytes > len(buf):
+            raise TruncatedFile("tar storage data cut short", offset=base + len(buf), needed=base + pos + 8 + st.nbytes)
+        objects[int(key)] = st
+        pos += 8 + st.nbytes
+    r = run_pickle(buf, pos, limits=limits, base=base)
+    for view_key, root_key, offset, size in r.value or []:
+        root = objects[int(root_key)]
+        it = root.dtype.itemsize
+        objects[int(view_key)] = Storage(key=str(view_key), dtype=root.dtype, numel=size, location=root.location,
+                                         source=source, record="storages",
+                                         _span=(root.span()[0] + offset * it, size * it))
+    # ---- tensors
+    buf, base = member_bytes("tensors")
+    res = run_pickle(buf, 0, limits=limits, base=base)
+    pos = res.end
+    for _ in range(int(res.value)):
+        r = run_pickle(buf, pos, limits=limits, base=base)
+        key, storage_key, tensor_type = r.value
+        pos = r.end
+        (ndim,) = struct.unpack("<i", buf[pos : pos + 4])
+        pos += 8
+        if ndim < 0 or ndim > 64 or pos + 16 * ndim + 8 > len(buf):
+            raise UnreadableFile("tar tensor record is corrupt", kind="corrupt")
+        sizes = struct.unpack(f"<{ndim}q", buf[pos : pos + 8 * ndim])
+        strides = struct.unpack(f"<{ndim}q", buf[pos + 8 * ndim : pos + 16 * ndim])
+        (offset,) = struct.unpack("<q", buf[pos + 16 * ndim : pos + 16 * ndim + 8])
+        pos += 16 * ndim + 8
+        st = objects.get(int(storage_key))
+        name = tensor_type.name if isinstance(tensor_type, Global) else str(tensor_type)
+        dt = dtypes.from_storage_class(name.replace("Tensor", "Storage")) or (st.dtype if st else None)
+        if st is None or dt is None:
+            raise UnreadableFile(f"tar tensor {key} refers to unknown storage {storage_key}", kind="corrupt")
+        objects[int(key)] = TensorRecord(dt, tuple(sizes), tuple(strides), st, offset,
+                                         rebuild="tar", requires_grad=False)
+
+    # ---- the object
+    def persistent_load(saved_id: Any) -> Any:
+        if isinstance(saved_id, tuple) and saved_id:
+            return saved_id[0]  # (module class, source file, source)
+        try:
+            return objects[int(saved_id)]
+        except (KeyError, ValueError, TypeError):
+            raise UnreadableFile(f"tar pickle refers to unknown object {saved_id!r:.40}", kind="corrupt") from None
+
+    buf, base = member_bytes("pickle")
+    res = run_pickle(buf, 0, limits=limits, base=base, persistent_load=persistent_load)
+    record_pickle(ckpt, res, "object")
+    ckpt.root = res.value
+    sysbuf, _ = member_bytes("sys_info")
+    try:
+        si = run_pickle(sysbuf, 0, limits=limits).value
+        if isinstance(si, dict):
+            ckpt.details["sys_info"] = {str(k): v for k, v in si.items()}
+    except UnreadableFile:
+        pass
+    ckpt.details["storages"] = n

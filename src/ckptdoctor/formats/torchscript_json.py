@@ -1,0 +1,81 @@
+"""Legacy TorchScript archives (torch 1.0-1.2): model.json + tensors/ + attributes.pkl.
+
+Modern torch refuses these ("Legacy model format is not supported"); we read
+them from the JSON description: every tensor's dims, strides, offset, type and
+the record that holds its bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ckptdoctor import dtypes
+from ckptdoctor.errors import UnreadableFile
+from ckptdoctor.formats.common import record_pickle, run_pickle
+from ckptdoctor.formats.zipdir import ZipArchive
+from ckptdoctor.formats.zipfmt import container_details
+from ckptdoctor.limits import Limits
+from ckptdoctor.model import Checkpoint, Storage, TensorRecord
+from ckptdoctor.pickle.objects import OrderedDictValue
+from ckptdoctor.walk import ScriptModuleValue
+
+# caffe2/onnx TensorProto DataType names used in model.json
+JSON_DTYPES = {
+    "FLOAT": "float32", "DOUBLE": "float64", "FLOAT16": "float16", "INT64": "int64", "INT32": "int32",
+    "INT16": "int16", "INT8": "int8", "UINT8": "uint8", "BOOL": "bool", "BFLOAT16": "bfloat16",
+}
+
+
+def read_torchscript_json(ckpt: Checkpoint, z: ZipArchive, limits: Limits) -> None:
+    root = z.root
+    ckpt.details.update(container_details(z))
+    try:
+        model = json.loads(z.read(f"{root}/model.json", limit=256 << 20))
+    except ValueError as e:
+        raise UnreadableFile(f"model.json is not valid JSON: {e}", kind="corrupt") from None
+    ckpt.details["producer_version"] = model.get("producerVersion")
+    ckpt.details["proto_version"] = model.get("protoVersion")
+    storages: dict[str, Storage] = {}
+    tensors: list[TensorRecord] = []
+    for i, t in enumerate(model.get("tensors", [])):
+        dt = dtypes.lookup(JSON_DTYPES.get(str(t.get("dataType", "FLOAT")), "float32"))
+        assert dt is not None
+        key = str(t.get("data", {}).get("key", f"tensors/{i}"))
+        entry = z.by_name.get(f"{root}/{key}")
+        if key not in storages:
+            size = entry.usize if entry else 0
+            st = Storage(key=key, dtype=dt, numel=size // dt.itemsize, location=str(t.get("device", "cpu")),
+                         source=z.source, record=f"{root}/{key}")
+            if entry is not None:
+                st.locate = (lambda e=entry: z.span(e))
+            storages[key] = st
+        shape = tuple(int(x) for x in t.get("dims", []))
+        stride = tuple(int(x) for x in t.get("strides", []))
+        rec = TensorRecord(dt, shape, stride, storages[key], int(t.get("offset", 0)),
+                           bool(t.get("requiresGrad", False)), rebuild="model.json")
+        tensors.append(rec)
+
+    def module_sd(m: dict[str, Any], prefix: str, out: OrderedDictValue, depth: int = 0) -> None:
+        if depth > 1000:
+            return
+        for p in m.get("parameters", []):
+            idx = int(p.get("tensorId", -1))
+            if 0 <= idx < len(tensors):
+                t = tensors[idx]
+                t.is_parameter = not p.get("isBuffer", False)
+                out[prefix + p["name"]] = t
+        for sub in m.get("submodules", []):
+            module_sd(sub, f"{prefix}{sub.get('name')}.", out, depth + 1)
+
+    sd = OrderedDictValue()
+    main = model.get("mainModule", {})
+    module_sd(main, "", sd)
+    attrs = None
+    aname = f"{root}/attributes.pkl"
+    if aname in z.by_name:
+        res = run_pickle(z.read(aname), 0, limits=limits)
+        record_pickle(ckpt, res, "attributes.pkl")
+        attrs = res.value
+    ckpt.details["module_class"] = main.get("name")
+    ckpt.root = ScriptModuleValue(str(main.get("name")), sd, raw=model, attributes={"attributes": attrs})

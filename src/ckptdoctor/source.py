@@ -1,0 +1,123 @@
+"""Byte sources: one interface for local files (mmap) and remote files (ranged reads).
+
+Readers only ever ask for ``read(offset, n)`` or ``view(offset, n)``, so an
+fsspec file turns each request into one ranged read and nothing grows with
+the size of the file.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Protocol
+
+from ckptdoctor.errors import TruncatedFile, UnreadableFile
+
+
+class ByteSource(Protocol):
+    name: str
+    size: int
+
+    def read(self, offset: int, n: int) -> bytes: ...
+    def view(self, offset: int, n: int) -> memoryview: ...
+    def close(self) -> None: ...
+
+
+class _Base:
+    name: str
+    size: int
+    bytes_read: int = 0
+
+    def _check(self, offset: int, n: int) -> None:
+        if offset < 0 or n < 0:
+            raise TruncatedFile(f"{self.name}: invalid read at {offset} of {n} bytes", offset=max(offset, 0))
+        if offset + n > self.size:
+            raise TruncatedFile(
+                f"{self.name}: file ends at byte {self.size} but data is expected up to byte {offset + n} "
+                f"(truncated download or corrupt file)",
+                offset=self.size,
+                needed=offset + n,
+            )
+
+
+class LocalSource(_Base):
+    """A local file, memory-mapped read-only (pages are touched only when read)."""
+
+    def __init__(self, path: str) -> None:
+        self.name = path
+        if os.path.isdir(path):
+            raise UnreadableFile(f"{path} is a directory, not a checkpoint file", kind="directory")
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self.size = os.fstat(self._fh.fileno()).st_size
+        self._mm: mmap.mmap | None = None
+        if self.size:
+            try:
+                self._mm = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):  # e.g. special files; fall back to reads
+                self._mm = None
+
+    def read(self, offset: int, n: int) -> bytes:
+        self._check(offset, n)
+        self.bytes_read += n
+        if self._mm is not None:
+            return self._mm[offset : offset + n]
+        self._fh.seek(offset)
+        return self._fh.read(n)
+
+    def view(self, offset: int, n: int) -> memoryview:
+        self._check(offset, n)
+        if self._mm is not None:
+            return memoryview(self._mm)[offset : offset + n]
+        return memoryview(self.read(offset, n))
+
+    def close(self) -> None:
+        # A live numpy view may still export the mmap buffer; then leave it to the GC.
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass
+        self._fh.close()
+
+
+class FileObjSource(_Base):
+    """Any seekable binary file object (fsspec files, BytesIO): ranged reads, counted."""
+
+    def __init__(self, fileobj, name: str = "<stream>", size: int | None = None) -> None:
+        self.name = name
+        self._f = fileobj
+        if size is None:
+            fileobj.seek(0, os.SEEK_END)
+            size = fileobj.tell()
+        self.size = size
+
+    def read(self, offset: int, n: int) -> bytes:
+        self._check(offset, n)
+        self._f.seek(offset)
+        data = self._f.read(n)
+        self.bytes_read += len(data)
+        if len(data) != n:
+            raise TruncatedFile(f"{self.name}: short read at {offset}", offset=offset + len(data), needed=offset + n)
+        return data
+
+    def view(self, offset: int, n: int) -> memoryview:
+        return memoryview(self.read(offset, n))
+
+    def close(self) -> None:
+        close = getattr(self._f, "close", None)
+        if close:
+            close()
+
+
+def open_source(path_or_file) -> ByteSource:
+    if isinstance(path_or_file, (str, os.PathLike)):
+        path = os.fspath(path_or_file)
+        if "://" in path and not path.startswith("file://"):
+            try:
+                import fsspec  # optional extra
+            except ImportError as e:  # pragma: no cover
+                raise UnreadableFile(f"{path}: remote paths need `pip install ckptdoctor[s3]`") from e
+            f = fsspec.open(path, "rb").open()
+            return FileObjSource(f, name=path, size=getattr(f, "size", None))
+        return LocalSource(path.removeprefix("file://"))
+    return FileObjSource(path_or_file, name=getattr(path_or_file, "name", "<stream>"))
