@@ -32,6 +32,20 @@ COMMAND_MODULES = [
     inspect_cmd,
 ]
 
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    """Open, diagnose and repair PyTorch checkpoints without executing pickle code."""
+    if version:
+        from ckptdoctor import __version__
+
+        print(f"ckptdoctor {__version__}")
+        raise typer.Exit(0)
+
+
 for _module in COMMAND_MODULES:
     _module.register(app)
 

@@ -31,25 +31,18 @@ def one_line(err: BaseException) -> str:
 
 
 def run_guarded(app: typer.Typer) -> int:
+    """Run the typer app; usage errors are typer's (exit 2), anything else becomes one line (exit 2)."""
     try:
-        result = app(standalone_mode=False)
-    except SystemExit as e:  # typer/click exits
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
+        app()  # standalone mode: handles --help, usage errors and typer.Exit by raising SystemExit
+    except SystemExit as e:
+        code = e.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BaseException as e:  # noqa: BLE001 - this is the edge: no tracebacks for users
-        import click
-
-        if isinstance(e, click.exceptions.Exit):
-            return e.exit_code
-        if isinstance(e, click.ClickException):
-            e.show()
-            return ExitCode.USAGE
-        if isinstance(e, click.exceptions.Abort):
-            return 130
         if os.environ.get("CKPTDOCTOR_DEBUG"):
             raise
         print(f"ckptdoctor: error: {one_line(e)}", file=sys.stderr)
         return ExitCode.UNREADABLE
-    return int(result or 0)
+    return 0

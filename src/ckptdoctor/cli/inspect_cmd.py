@@ -2,13 +2,80 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Annotated
+
 import typer
+
+from ckptdoctor.cli.exitcodes import ExitCode
+
+EPILOG = """Examples:
+
+  ckptdoctor inspect model.pt                 # summary and tensor table
+
+  ckptdoctor inspect model.pt --depth 2       # group tensors by the first 2 path parts
+
+  ckptdoctor inspect model.pt --json --hash   # machine-readable, with sha256 of every tensor
+
+Exit codes: 0 read fine; 2 cannot read (the reason is printed on one line).
+"""
 
 
 def register(app: typer.Typer) -> None:
-    app.command("inspect")(inspect)
+    app.command("inspect", epilog=EPILOG)(inspect)
 
 
-def inspect(path: str) -> None:
-    """placeholder"""
-    raise typer.Exit(0)
+def inspect(
+    path: Annotated[str, typer.Argument(help="Checkpoint file (any format), a DCP folder, or an fsspec URL.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON report (see docs/inspect.md).")] = False,
+    with_hash: Annotated[bool, typer.Option("--hash", help="sha256 of every tensor's bytes (reads all data).")] = False,
+    depth: Annotated[int | None, typer.Option("--depth", help="Group tensors by the first N path parts.")] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="List every tensor (default: first 200).")] = False,
+    tree_depth: Annotated[int, typer.Option("--tree-depth", help="Depth of the value tree in --json.")] = 4,
+) -> None:
+    """Show what is inside a checkpoint, without executing any of it."""
+    import ckptdoctor
+    from ckptdoctor.errors import UnreadableFile
+    from ckptdoctor.report.inspect_report import build_report, error_report
+
+    try:
+        ckpt = ckptdoctor.open(path)
+    except UnreadableFile as e:
+        if as_json:
+            print(json.dumps(error_report(path, e.kind, str(e), **e.fields), indent=2))
+        print(f"ckptdoctor: cannot read: {e}", file=sys.stderr)
+        raise typer.Exit(ExitCode.UNREADABLE) from None
+    with ckpt:
+        progress = None
+        if with_hash and not as_json and sys.stderr.isatty():
+            progress = _progress_bar(sum(t.nbytes for _, t in ckpt.tensors()))
+        report = build_report(ckpt, with_hash=with_hash, tree_depth=tree_depth,
+                              progress=progress.advance if progress else None)
+        if progress:
+            progress.stop()
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=1, default=str) + "\n")
+        return
+    from rich.console import Console
+
+    from ckptdoctor.report.inspect_text import render_inspect
+
+    render_inspect(report, Console(highlight=False), depth=depth, limit=10**9 if show_all else 200)
+
+
+class _progress_bar:
+    """A rich progress bar over bytes hashed (only on a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        self._p = Progress("hashing", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True)
+        self._task = self._p.add_task("hash", total=total)
+        self._p.start()
+
+    def advance(self, n: int) -> None:
+        self._p.advance(self._task, n)
+
+    def stop(self) -> None:
+        self._p.stop()
