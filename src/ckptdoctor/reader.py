@@ -25,14 +25,15 @@ def open_checkpoint(path: Any, *, limits: Limits | None = None) -> Checkpoint:
                              kind="directory")
     source = open_source(path)
     try:
-        ckpt = _read(name, source, limits)
+        ckpt = read_source(name, source, limits)
     except BaseException:
         source.close()
         raise
     return ckpt
 
 
-def _read(name: str, source: Any, limits: Limits) -> Checkpoint:
+def read_source(name: str, source: Any, limits: Limits) -> Checkpoint:
+    """Read an already-open :class:`ByteSource` (used by the scanner for remote files)."""
     s: Sniffed = sniff(source)
     ckpt = Checkpoint(path=name, format=s.kind, size=source.size, source=source)
     ckpt.details.update(s.details)
