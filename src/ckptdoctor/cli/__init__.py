@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from ckptdoctor.cli import inspect_cmd
+from ckptdoctor.cli import inspect_cmd, scan_cmd
 
 app = typer.Typer(
     name="ckptdoctor",
@@ -30,6 +30,7 @@ app = typer.Typer(
 # One line per command module; each adds its own command(s) to `app`.
 COMMAND_MODULES = [
     inspect_cmd,
+    scan_cmd,
 ]
 
 
