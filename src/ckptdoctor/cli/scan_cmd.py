@@ -26,6 +26,7 @@ Exit codes: 0 every file ok; 1 some files will not load, are dangerous or are no
 def register(app: typer.Typer) -> None:
     app.command("scan", epilog=SCAN_EPILOG)(scan)
     app.command("report")(report)
+    app.command("precommit", hidden=False)(precommit)
 
 
 def scan(
@@ -138,3 +139,35 @@ def report(
             ids[f["id"]] = ids.get(f["id"], 0) + 1
         for k, v in sorted(ids.items(), key=lambda kv: -kv[1]):
             print(f"  {v:6d}  {k}")
+
+
+def precommit(
+    files: Annotated[list[str], typer.Argument(help="Files pre-commit passes in.")],
+    torch: Annotated[str | None, typer.Option("--torch", help="Target torch version (default: installed).")] = None,
+    allow_unloadable: Annotated[bool, typer.Option("--allow-unloadable",
+                                                   help="Do not fail on files that will not load.")] = False,
+    allow_lfs_pointers: Annotated[bool, typer.Option("--allow-lfs-pointers")] = False,
+) -> None:
+    """pre-commit hook: fail on dangerous pickles, LFS pointers and checkpoints that will not load."""
+    import os
+
+    from ckptdoctor.scan.sources import FileRef
+    from ckptdoctor.scan.task import TaskSpec, analyze
+
+    spec = TaskSpec(torch=torch, weights_only=True)
+    failed = 0
+    for path in files:
+        row, findings = analyze(FileRef(os.path.abspath(path), os.path.getsize(path), ""), spec)
+        verdict, why = row["verdict"], row.get("error") or ""
+        bad = verdict == "dangerous"
+        if row.get("format") == "lfs-pointer":
+            bad = not allow_lfs_pointers
+        elif verdict in ("will-not-load", "unreadable") and not allow_unloadable:
+            bad = True
+        if bad:
+            failed += 1
+            top = [f for f in findings if f["severity"] in ("critical", "error")][:3]
+            print(f"{path}: {verdict}" + (f" ({why})" if why else ""))
+            for f in top:
+                print(f"  {f['id']}: {f['title']}")
+    raise typer.Exit(1 if failed else 0)

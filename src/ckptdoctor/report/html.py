@@ -20,15 +20,30 @@ def render_html_report(rows: list[dict[str, Any]], findings: list[dict[str, Any]
     verdicts = Counter(r["verdict"] for r in rows)
     ids = Counter(f["id"] for f in findings)
     max_count = max([*verdicts.values(), *ids.values(), 1])
-    files = [{**r, "findings": by_path.get(r["path"], [])} for r in rows]
+    from ckptdoctor.report.inspect_text import human_bytes
+
+    base = _common_folder([r["path"] for r in rows])
+    files = [{**r, "findings": by_path.get(r["path"], []), "name": r["path"][len(base):].lstrip("/") or r["path"],
+              "size_h": human_bytes(r["size"] or 0)} for r in rows]
     template = resources.files("ckptdoctor").joinpath("data/templates/scan_report.html.j2").read_text()
     env = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.filters["tojson_safe"] = lambda v: json.dumps(v, default=str).replace("</", "<\\/")
     return env.from_string(template).render(
         files=files, verdicts=sorted(verdicts.items(), key=lambda kv: -kv[1]),
         ids=sorted(ids.items(), key=lambda kv: -kv[1]), max_count=max_count, colors=VERDICT_COLORS,
-        total=len(rows),
+        total=len(rows), base=base,
     )
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The longest common folder prefix of the paths (shown once in the header instead of on every row)."""
+    if len(paths) < 2:
+        return paths[0].rsplit("/", 1)[0] if paths else ""
+    prefix = paths[0]
+    for p in paths[1:]:
+        while not p.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix[: prefix.rfind("/") + 1] if "/" in prefix else ""
 
 
 def write_html_report(rows: list[dict[str, Any]], findings: list[dict[str, Any]], path: str) -> None:
