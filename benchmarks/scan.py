@@ -61,10 +61,15 @@ def main() -> None:
         print("S3: skipped (pip install 'moto[server]' s3fs)")
         return
     os.environ.update(AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="x", AWS_DEFAULT_REGION="us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=5077, verbose=False)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        url = "http://127.0.0.1:5077"
+        url = f"http://127.0.0.1:{port}"
         fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": url})
         fs.mkdir("bench")
         fs.put(str(WORK) + "/", "bench/fleet/", recursive=True)
