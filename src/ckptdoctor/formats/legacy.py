@@ -29,8 +29,23 @@ def pickle_buffer(source: ByteSource) -> Any:
 
 
 def read_legacy(ckpt: Checkpoint, source: ByteSource, limits: Limits) -> None:
-    buf = pickle_buffer(source)
-    end = source.size
+    if getattr(source, "_mm", None) is not None:
+        _read_legacy(ckpt, source, limits, source._mm, source.size)  # type: ignore[attr-defined]
+        return
+    # Remote/stream sources: the pickles sit at the start; read a growing prefix, never the whole file.
+    n = min(source.size, 1 << 16)
+    while True:
+        head = source.read(0, n)
+        try:
+            _read_legacy(ckpt, source, limits, head, n)
+            return
+        except TruncatedFile as e:
+            if n >= source.size or e.offset < n:
+                raise
+            n = min(source.size, n * 8)
+
+
+def _read_legacy(ckpt: Checkpoint, source: ByteSource, limits: Limits, buf: Any, end: int) -> None:
     magic = run_pickle(buf, 0, limits=limits, end=end)
     if magic.value != MAGIC_NUMBER:
         raise UnreadableFile(f"{ckpt.path}: not a legacy torch file (bad magic number)", kind="pickle")
