@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from ckptdoctor.model import Checkpoint
 
-__all__ = ["open", "__version__"]
+__all__ = ["open", "save", "__version__"]
 
 
 def open(path, *, limits=None) -> Checkpoint:  # noqa: A001 - deliberate, reads like builtins.open
@@ -25,3 +25,10 @@ def open(path, *, limits=None) -> Checkpoint:  # noqa: A001 - deliberate, reads 
     from ckptdoctor.reader import open_checkpoint
 
     return open_checkpoint(path, limits=limits)
+
+
+def save(obj, path, *, provenance=None, **torch_save_kwargs) -> None:
+    """``torch.save`` that also records provenance (torch extra). See ``ckptdoctor.provenance``."""
+    from ckptdoctor.provenance import save as _save
+
+    _save(obj, path, provenance=provenance, **torch_save_kwargs)

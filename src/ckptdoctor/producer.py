@@ -25,6 +25,10 @@ def estimate_producer(ckpt: Checkpoint) -> Producer:
     fmt = ckpt.format
     d = ckpt.details
     globals_ = set(ckpt.globals)
+    prov = d.get("provenance")
+    if isinstance(prov, dict) and isinstance(prov.get("torch"), str):
+        v = prov["torch"].split("+", 1)[0]
+        _narrow(p, v, v, f"provenance record says torch {prov['torch']}")
     if fmt == "tar":
         _narrow(p, "0.1", "0.1.12", "tar container (torch 0.1.x)")
     elif fmt == "legacy":

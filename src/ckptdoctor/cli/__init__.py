@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from ckptdoctor.cli import inspect_cmd, scan_cmd
+from ckptdoctor.cli import diff_cmd, inspect_cmd, scan_cmd
 
 app = typer.Typer(
     name="ckptdoctor",
@@ -31,6 +31,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     inspect_cmd,
     scan_cmd,
+    diff_cmd,
 ]
 
 

@@ -24,6 +24,11 @@ def read_safetensors(ckpt: Checkpoint, source, limits: Limits) -> None:
     meta = header.pop("__metadata__", None)
     if meta is not None:
         ckpt.details["metadata"] = meta
+        if isinstance(meta, dict) and isinstance(meta.get("ckptdoctor.provenance"), str):
+            try:
+                ckpt.details["provenance"] = json.loads(meta["ckptdoctor.provenance"])
+            except ValueError:
+                pass
     ckpt.details["header_size"] = n
     root = OrderedDictValue()
     max_end = 0

@@ -24,6 +24,14 @@ def container_details(z: ZipArchive) -> dict[str, Any]:
                 d[rec.lstrip(".").replace("/", "_")] = z.read(e, limit=256).decode("utf-8", "replace").strip()
             except UnreadableFile:
                 pass
+    prov = z.by_name.get(f"{root}/.ckptdoctor/provenance.json")
+    if prov is not None and prov.usize < (1 << 20):
+        import json
+
+        try:
+            d["provenance"] = json.loads(z.read(prov, limit=1 << 20))
+        except (ValueError, UnreadableFile):
+            d["provenance_error"] = "unreadable provenance record"
     if z.duplicates:
         d["duplicate_records"] = z.duplicates
     compressed = [e.name for e in z.entries if e.method != 0]

@@ -53,6 +53,12 @@ def render_inspect(report: dict[str, Any], console: Console, *, depth: int | Non
     if interesting:
         shown = ", ".join(interesting[:12]) + (f" (+{len(interesting) - 12} more)" if len(interesting) > 12 else "")
         console.print(f"  globals     {shown}")
+    prov = d.get("provenance")
+    if isinstance(prov, dict):
+        keys = ("torch", "cuda", "numpy", "python", "platform", "saved_at")
+        console.print("  provenance  " + ", ".join(f"{k}={prov[k]}" for k in keys if prov.get(k)))
+        if prov.get("user"):
+            console.print(f"              user: {prov['user']}")
     if "metadata" in d and d["metadata"]:
         console.print(f"  metadata    {d['metadata']}")
     tensors = report["tensors"]
