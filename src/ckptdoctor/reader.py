@@ -17,7 +17,7 @@ def open_checkpoint(path: Any, *, limits: Limits | None = None) -> Checkpoint:
     limits = limits or DEFAULT_LIMITS
     name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else getattr(path, "name", "<stream>")
     if isinstance(path, (str, os.PathLike)) and os.path.isdir(path):
-        from ckptdoctor.formats.dcp import read_dcp, looks_like_dcp
+        from ckptdoctor.formats.dcp import looks_like_dcp, read_dcp
 
         if looks_like_dcp(name):
             return read_dcp(name, limits)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import CORPUS, corpus_params, corpus_truth
 
 import ckptdoctor
 from ckptdoctor.errors import UnreadableFile
+from conftest import CORPUS, corpus_params, corpus_truth
 
 # The manifest says "torchscript-zip"; ckptdoctor's documented name is "torchscript" (docs/formats.md).
 MANIFEST_ALIASES = {"torchscript-zip": "torchscript"}

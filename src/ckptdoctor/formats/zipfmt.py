@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ckptdoctor.errors import TruncatedFile, UnreadableFile
-from ckptdoctor.formats.common import StorageTable, check_storage_pid, record_pickle, run_pickle, storage_dtype
+from ckptdoctor.formats.common import (
+    StorageTable,
+    check_storage_pid,
+    record_pickle,
+    run_pickle,
+    storage_dtype,
+)
 from ckptdoctor.formats.zipdir import ZipArchive
 from ckptdoctor.limits import Limits
 from ckptdoctor.model import Checkpoint, Storage

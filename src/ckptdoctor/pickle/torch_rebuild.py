@@ -227,8 +227,9 @@ def _rebuild_from_numpy(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
     if arr is None or dt is None:
         return NOT_HANDLED
     arr = np.ascontiguousarray(arr)
-    from ckptdoctor.source import FileObjSource
     import io
+
+    from ckptdoctor.source import FileObjSource
 
     src = FileObjSource(io.BytesIO(arr.tobytes()), name="<numpy>")
     store_dt = dtypes.lookup(str(arr.dtype)) or dtypes.BY_NAME["uint8"]
