@@ -1,0 +1,132 @@
+"""safetensors: u64 header length, a JSON header (space-padded to 8 bytes), then the tensors' bytes.
+
+Tensors are named by their dotted path in the tree (``ckptdoctor inspect``
+shows the same names). Every tensor gets its own C-contiguous copy: views and
+tensors that share a storage are written separately (noted), because the
+format has no strides and no sharing. Data is laid out largest element size
+first so that every tensor is aligned, as ``safetensors`` itself does; the
+header keeps the tree's order. ``__metadata__`` holds strings only.
+
+Quantized tensors are written as their integer representation with the
+quantization parameters in ``__metadata__["ckptdoctor.quantization"]``
+(JSON); sparse and storage-less tensors cannot be stored and are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckptdoctor import dtypes
+from ckptdoctor.model import TensorRecord
+from ckptdoctor.walk import iter_tensors
+from ckptdoctor.writers.stream import OutFile
+from ckptdoctor.writers.torchpickle import WriteError
+
+QUANT_CARRIER = {"qint8": "int8", "quint8": "uint8", "qint32": "int32", "quint4x2": "uint8", "quint2x4": "uint8"}
+QUANT_KEY = "ckptdoctor.quantization"
+
+
+@dataclass
+class SafetensorsLayout:
+    header_size: int = 0
+    tensors: list[tuple[str, str, int, int]] = field(default_factory=list)  # (name, code, begin, end)
+    duplicates: list[str] = field(default_factory=list)
+    storage_bytes: int = 0
+
+
+def stored_dtype(t: TensorRecord) -> str:
+    """The dtype name a tensor has once written as safetensors (quantized -> integer carrier)."""
+    return QUANT_CARRIER.get(t.dtype.name, t.dtype.name)
+
+
+def _plan(root: Any, note: Callable[[str], None]) -> tuple[list[tuple[str, TensorRecord]], dict[str, Any]]:
+    items = list(iter_tensors(root))
+    seen_names: set[str] = set()
+    quant: dict[str, Any] = {}
+    for name, t in items:
+        if name in seen_names:
+            raise WriteError(f"two tensors would both be named {name!r} in safetensors")
+        seen_names.add(name)
+        if t.layout != "strided":
+            raise WriteError(f"{name}: {t.layout} tensors cannot be stored in safetensors; use --to zip")
+        if t.storage is None:
+            raise WriteError(f"{name}: a tensor without data ({t.device}) cannot be stored in safetensors")
+        if stored_dtype(t) not in dtypes.TO_SAFETENSORS:
+            raise WriteError(f"{name}: dtype {t.dtype.name} has no safetensors code; use --to zip")
+        if t.quantizer:
+            quant[name] = _qinfo(t)
+    return items, quant
+
+
+def _qinfo(t: TensorRecord) -> dict[str, Any]:
+    q = t.quantizer or {}
+    info: dict[str, Any] = {"dtype": t.dtype.name, "qscheme": q.get("qscheme")}
+    if "scale" in q:
+        info.update(scale=q["scale"], zero_point=q["zero_point"])
+    else:
+        info["axis"] = q.get("axis")
+        for k in ("scales", "zero_points"):
+            v = q.get(k)
+            info[k] = v.to_numpy().tolist() if isinstance(v, TensorRecord) else v
+    return info
+
+
+def _note_sharing(items: list[tuple[str, TensorRecord]], layout: SafetensorsLayout,
+                  note: Callable[[str], None]) -> None:
+    by_obj: dict[int, str] = {}
+    by_storage: dict[int, str] = {}
+    for name, t in items:
+        first = by_obj.get(id(t))
+        if first is not None:
+            layout.duplicates.append(name)
+            note(f"{name} is the same tensor as {first}: stored twice")
+            continue
+        by_obj[id(t)] = name
+        if t.storage is None:
+            continue
+        other = by_storage.get(id(t.storage))
+        if other is not None:
+            layout.duplicates.append(name)
+            note(f"{name} shares its storage with {other}: stored as its own copy")
+        else:
+            by_storage[id(t.storage)] = name
+
+
+def write_safetensors(root: Any, out: OutFile, *, metadata: dict[str, Any] | None = None,
+                      note: Callable[[str], None] | None = None) -> SafetensorsLayout:
+    note = note or (lambda msg: None)
+    layout = SafetensorsLayout()
+    items, quant = _plan(root, note)
+    _note_sharing(items, layout, note)
+    meta = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    if quant:
+        meta[QUANT_KEY] = json.dumps(quant, sort_keys=True)
+        note(f"{len(quant)} quantized tensor(s) stored as integers; parameters in __metadata__[{QUANT_KEY!r}]")
+    order = sorted(range(len(items)), key=lambda i: -items[i][1].dtype.itemsize)  # stable: keeps tree order
+    offsets: dict[int, tuple[int, int]] = {}
+    pos = 0
+    for i in order:
+        n = items[i][1].nbytes
+        offsets[i] = (pos, pos + n)
+        pos += n
+    header: dict[str, Any] = {"__metadata__": meta} if meta else {}
+    for i, (name, t) in enumerate(items):
+        code = dtypes.TO_SAFETENSORS[stored_dtype(t)]
+        header[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": list(offsets[i])}
+        layout.tensors.append((name, code, *offsets[i]))
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * ((-(8 + len(raw))) % 8)
+    layout.header_size = len(raw)
+    out.write(struct.pack("<Q", len(raw)) + raw)
+    for i in order:
+        t = items[i][1]
+        start = out.pos
+        out.copy_tensor(t)
+        if out.pos - start != t.nbytes:
+            raise WriteError(f"{items[i][0]}: wrote {out.pos - start} bytes, expected {t.nbytes}")
+        layout.storage_bytes += t.nbytes
+    return layout

@@ -1,0 +1,188 @@
+"""Bounded-memory byte movement: source regions -> output file, and streaming sha256.
+
+Local sources are read with ``copy_file_range``/``pread`` on a file
+descriptor of their own, never through the reader's mmap, so the pages we
+stream do not count towards our resident memory. Every loop uses one fixed
+buffer per thread; nothing grows with the size of the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import zlib
+from typing import Any
+
+from ckptdoctor.model import Storage, TensorRecord
+from ckptdoctor.source import LocalSource
+
+CHUNK = 8 << 20  # bytes per read/write
+_local = threading.local()
+_fds: dict[int, tuple[Any, int]] = {}
+_fds_lock = threading.Lock()
+
+
+def _buffer() -> memoryview:
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = memoryview(bytearray(CHUNK))
+        _local.buf = buf
+    return buf
+
+
+def source_fd(source: Any) -> int | None:
+    """A read-only descriptor of a local source's file (opened once, kept until :func:`close_fds`)."""
+    if not isinstance(source, LocalSource):
+        return None
+    with _fds_lock:
+        hit = _fds.get(id(source))
+        if hit is not None and hit[0] is source:
+            return hit[1]
+        try:
+            fd = os.open(source.name, os.O_RDONLY)
+        except OSError:
+            return None
+        if os.fstat(fd).st_size != source.size:  # replaced under us: do not trust it
+            os.close(fd)
+            return None
+        _fds[id(source)] = (source, fd)
+        return fd
+
+
+def close_fds() -> None:
+    with _fds_lock:
+        for _src, fd in _fds.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        _fds.clear()
+
+
+def storage_region(st: Storage, nbytes: int | None = None) -> tuple[Any, int, int]:
+    """(source, file offset, length) of a storage's bytes; checks they are all there."""
+    n = st.nbytes if nbytes is None else nbytes
+    if st.source is None:
+        from ckptdoctor.errors import TruncatedFile
+
+        raise TruncatedFile(f"storage {st.key!r} has no data in the file", offset=0)
+    off, avail = st.span()
+    if avail < n:
+        from ckptdoctor.errors import TruncatedFile
+
+        raise TruncatedFile(f"storage {st.key!r} needs {n} bytes but the file has {avail}", offset=off + avail,
+                            needed=n)
+    return st.source, off, n
+
+
+def tensor_region(t: TensorRecord) -> tuple[Any, int, int] | None:
+    """The file region holding a C-contiguous strided tensor's bytes, or None if it is not one run."""
+    if t.layout != "strided" or t.storage is None or not t.is_contiguous():
+        return None
+    if t.extent() * t.dtype.itemsize > t.storage.nbytes:
+        return None
+    src, off, _n = storage_region(t.storage, 0)
+    return src, off + t.offset * t.dtype.itemsize, t.nbytes
+
+
+def iter_region(source: Any, offset: int, n: int):
+    """Yield the bytes of a region in chunks (memoryviews of one reused buffer for local files)."""
+    fd = source_fd(source)
+    if fd is None:
+        pos, end = offset, offset + n
+        while pos < end:
+            k = min(CHUNK, end - pos)
+            yield source.read(pos, k)
+            pos += k
+        return
+    buf = _buffer()
+    pos, end = offset, offset + n
+    while pos < end:
+        k = os.preadv(fd, [buf[: min(CHUNK, end - pos)]], pos)
+        if k <= 0:
+            from ckptdoctor.errors import TruncatedFile
+
+            raise TruncatedFile(f"{source.name}: file ends at byte {pos} while copying", offset=pos, needed=end)
+        yield buf[:k]
+        pos += k
+
+
+class OutFile:
+    """An output file written through its descriptor, with the position we are at."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pos = os.lseek(fd, 0, os.SEEK_CUR)
+        self._fast_copy = hasattr(os, "copy_file_range")
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        mv = memoryview(data)
+        while len(mv):
+            k = os.write(self.fd, mv)
+            mv = mv[k:]
+            self.pos += k
+
+    def copy_region(self, source: Any, offset: int, n: int, *, crc: bool = False) -> int:
+        """Append ``n`` bytes of ``source`` at ``offset``; returns their CRC32 if ``crc`` (else 0)."""
+        fd = None if crc else source_fd(source)
+        if fd is not None and self._fast_copy and n:
+            done = self._kernel_copy(fd, offset, n)
+            if done == n:
+                return 0
+            offset, n = offset + done, n - done
+        value = 0
+        for piece in iter_region(source, offset, n):
+            if crc:
+                value = zlib.crc32(piece, value)
+            self.write(piece)
+        return value
+
+    def _kernel_copy(self, fd: int, offset: int, n: int) -> int:
+        done = 0
+        try:
+            while done < n:
+                k = os.copy_file_range(fd, self.fd, n - done, offset + done)
+                if k <= 0:
+                    break
+                done += k
+                self.pos += k
+        except OSError:  # EXDEV on old kernels, ENOSYS, special files: fall back to read/write
+            self._fast_copy = False
+            os.lseek(self.fd, self.pos, os.SEEK_SET)
+        return done
+
+    def copy_tensor(self, t: TensorRecord, *, crc: bool = False) -> int:
+        """Append a tensor's bytes in C order (contiguous: one region; else row blocks)."""
+        region = tensor_region(t)
+        if region is not None:
+            return self.copy_region(*region, crc=crc)
+        value = 0
+        for piece in t.iter_contiguous_bytes(CHUNK):
+            if crc:
+                value = zlib.crc32(piece, value)
+            self.write(piece)
+        return value
+
+
+def sha256_tensor(t: TensorRecord) -> str:
+    """sha256 of a tensor's C-order bytes (as :meth:`TensorRecord.sha256`), read with pread when possible.
+
+    Sparse tensors hash their parts (indices, values ...) one after the other;
+    storage-less (meta) tensors have no bytes and hash as ``"meta"``.
+    """
+    if t.layout != "strided":
+        h = hashlib.sha256()
+        for part in t.sparse_parts or ():
+            if isinstance(part, TensorRecord):
+                h.update(bytes.fromhex(sha256_tensor(part)))
+        return h.hexdigest()
+    if t.storage is None:
+        return "meta"
+    region = tensor_region(t)
+    if region is None:
+        return t.sha256()
+    h = hashlib.sha256()
+    for piece in iter_region(*region):
+        h.update(piece)
+    return h.hexdigest()
