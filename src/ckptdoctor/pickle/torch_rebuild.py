@@ -161,6 +161,17 @@ def _rebuild_parameter(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
     return t
 
 
+@handles("torch.nn.parameter.Parameter")
+def _parameter_call(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
+    """torch 0.4.0 pickled parameters as ``Parameter(tensor, requires_grad)`` (REDUCE)."""
+    if not 1 <= len(a) <= 2 or not isinstance(a[0], TensorRecord) or kw:
+        return NOT_HANDLED
+    t = a[0]
+    t.is_parameter = True
+    t.requires_grad = bool(a[1]) if len(a) == 2 else True
+    return t
+
+
 @handles("torch._utils._rebuild_qtensor")
 def _rebuild_qtensor(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
     if len(a) != 7 or not isinstance(a[4], tuple) or not a[4]:
