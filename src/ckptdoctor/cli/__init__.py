@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from ckptdoctor.cli import diff_cmd, inspect_cmd, scan_cmd
+from ckptdoctor.cli import convert_cmd, diff_cmd, fix_cmd, inspect_cmd, scan_cmd
 
 app = typer.Typer(
     name="ckptdoctor",
@@ -32,6 +32,8 @@ COMMAND_MODULES = [
     inspect_cmd,
     scan_cmd,
     diff_cmd,
+    fix_cmd,
+    convert_cmd,
 ]
 
 

@@ -71,7 +71,7 @@ def convert_plan(tree: Tree, container: str | None = None, *, keep_objects: bool
     steps: list[Step] = []
     if isinstance(tree.root, ScriptModuleValue):
         steps.append(ExtractStateDict())
-    if not keep_objects:
+    if not keep_objects and needs_weights_only_safe(tree.root, tree.target):
         steps.append(WeightsOnlySafe())
     steps.append(ContainerChange(container or default_container(tree.format, tree.target)))
     return Plan(steps)

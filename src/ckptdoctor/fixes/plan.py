@@ -104,7 +104,8 @@ class ContainerChange(Step):
     def apply(self, tree: Tree) -> list[Change]:
         before = tree.format
         tree.container = self.to
-        return [self.change("container", "", f"{before} -> {self.to}")]
+        detail = f"keep {self.to}" if before == self.to else f"{before} -> {self.to}"
+        return [self.change("container", "", detail)]
 
 
 @dataclass

@@ -1,0 +1,148 @@
+"""`ckptdoctor fix` and `ckptdoctor convert`: write a checkpoint that loads, verified."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from ckptdoctor.cli.exitcodes import ExitCode
+
+FIX_EPILOG = """Examples:
+
+  ckptdoctor fix model.pt -o model_fixed.pt                  # whatever stops torch from loading it
+
+  ckptdoctor fix model.pt -o model_fixed.pt --plan           # show the steps and changes, write nothing
+
+  ckptdoctor fix whole_model.pth -o sd.pt --extract-state-dict
+
+  ckptdoctor fix ddp.pt -o sd.pt --rename 'module.='         # strip a prefix ('=model.' adds one)
+
+  ckptdoctor fix model.pt -o old.pt --torch 1.4              # legacy format, dtypes torch 1.4 knows
+
+  ckptdoctor fix ckpt.pt -o slim.pt --step drop-optimizer --step weights-only-safe
+
+Steps: extract-state-dict, weights-only-safe, rename, strip-prefixes, numpy-core, py2-strings,
+drop-num-batches-tracked, add-num-batches-tracked, drop-optimizer, to-cpu, container (see docs/fix.md).
+
+Exit codes: 0 written and verified (or --plan); 1 verification failed (nothing written);
+2 cannot read the input or cannot carry out the plan (one-line reason, nothing written).
+"""
+
+ToOpt = Annotated[str | None, typer.Option("--to", help="Output container: zip, legacy or safetensors "
+                                           "(default: from OUT's suffix, else zip; legacy for --torch < 1.6).")]
+TorchOpt = Annotated[str | None, typer.Option("--torch", help="The torch version that must load the result "
+                                              "(default 2.13).")]
+RecordOpt = Annotated[bool, typer.Option("--record", help="Also write OUT.changes.json: steps, changes, "
+                                         "verification.")]
+NoVerifyOpt = Annotated[bool, typer.Option("--no-verify", help="Skip re-reading the output (not recommended).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the change record as JSON.")]
+OutOpt = Annotated[str, typer.Option("-o", "--output", help="Output file (never the input).")]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("fix", epilog=FIX_EPILOG)(fix)
+
+
+def fix(
+    path: Annotated[str, typer.Argument(help="Checkpoint to repair (any format ckptdoctor reads).")],
+    output: OutOpt,
+    torch_version: TorchOpt = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Print the steps and what each changes; write nothing.")] = False,
+    step: Annotated[list[str] | None, typer.Option("--step", help="Run this step (repeatable, in order); "
+                                                   "without steps ckptdoctor chooses them.")] = None,
+    extract: Annotated[bool, typer.Option("--extract-state-dict", help="Keep only the model's state_dict.")] = False,
+    key: Annotated[str | None, typer.Option("--key", help="With --extract-state-dict: the entry holding the model "
+                                            "(e.g. ema, model.ema).")] = None,
+    rename: Annotated[list[str] | None, typer.Option("--rename", help="Key rename rule: 'OLD=NEW', 'OLD=' "
+                                                     "(strip), '=NEW' (add), 're:PATTERN=REPL' (repeatable).")] = None,
+    to: ToOpt = None,
+    record: RecordOpt = False,
+    no_verify: NoVerifyOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a copy of a checkpoint that the target torch loads (weights_only=True), verified tensor by tensor."""
+    from ckptdoctor.fixes.apply import fix_file
+    from ckptdoctor.fixes.steps import make_step
+
+    def go():
+        steps = None
+        if extract or step or rename:
+            steps = []
+            if extract:
+                steps.append(make_step("extract-state-dict", key=key))
+            for s in step or []:
+                if s == "extract-state-dict" and extract:
+                    continue
+                steps.append(make_step(s, key=key, rules=rename, container=to))
+            if rename and not any(s.id == "rename" for s in steps):
+                steps.append(make_step("rename", rules=rename))
+        return fix_file(path, output, steps, target=torch_version, container=to, plan_only=plan,
+                        verify=not no_verify, record=record)
+
+    finish("fix", go, as_json=as_json, plan=plan)
+
+
+def finish(verb: str, go, *, as_json: bool, plan: bool = False) -> None:
+    """Run ``go()``, print the result, exit with the right code (shared by fix and convert)."""
+    from ckptdoctor.errors import CkptdoctorError, UnreadableFile
+    from ckptdoctor.fixes.plan import FixError
+    from ckptdoctor.fixes.verify import Verification
+
+    try:
+        result = go()
+    except UnreadableFile as e:
+        print(f"ckptdoctor: cannot read: {e}", file=sys.stderr)
+        raise typer.Exit(ExitCode.UNREADABLE) from None
+    except FixError as e:
+        print(f"ckptdoctor {verb}: {e}", file=sys.stderr)
+        code = ExitCode.FINDINGS if str(e).startswith("verification failed") else ExitCode.UNREADABLE
+        raise typer.Exit(code) from None
+    except (CkptdoctorError, ValueError, OSError) as e:
+        from ckptdoctor.cli.errors import one_line
+
+        print(f"ckptdoctor {verb}: {one_line(e)}", file=sys.stderr)
+        raise typer.Exit(ExitCode.UNREADABLE) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+        return
+    render(result, verb, plan=plan)
+    assert result.verification is None or isinstance(result.verification, Verification)
+
+
+def render(r, verb: str, *, plan: bool) -> None:
+    out = sys.stdout.write
+    out(f"{r.input} ({r.input_format}) -> {r.output} ({r.container}, for torch {r.target})\n")
+    by_step: dict[str, list] = {}
+    for c in r.changes:
+        by_step.setdefault(c.step, []).append(c)
+    for i, (sid, desc) in enumerate(r.steps, 1):
+        out(f"  {i}. {sid}: {desc}\n")
+        changes = by_step.pop(sid, [])
+        for c in changes[:12]:
+            out(f"       - {c}\n")
+        if len(changes) > 12:
+            out(f"       ... and {len(changes) - 12} more (--json or --record lists all)\n")
+    for sid, changes in by_step.items():  # changes made while writing (e.g. TorchScript -> state_dict)
+        for c in changes[:12]:
+            out(f"     {sid}: {c}\n")
+    for n in r.notes:
+        out(f"  note: {n}\n")
+    if plan:
+        out("plan only: nothing written\n")
+        return
+    if r.verification is not None:
+        out(f"verified: {r.verification.summary()} ({_size(r.verification.bytes)})\n")
+    out(f"wrote {r.output} ({_size(r.output_size)}) in {r.seconds:.2f}s\n")
+    if r.record_path:
+        out(f"change record: {r.record_path}\n")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
