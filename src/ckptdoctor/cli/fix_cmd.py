@@ -88,18 +88,16 @@ def fix(
 def finish(verb: str, go, *, as_json: bool, plan: bool = False) -> None:
     """Run ``go()``, print the result, exit with the right code (shared by fix and convert)."""
     from ckptdoctor.errors import CkptdoctorError, UnreadableFile
-    from ckptdoctor.fixes.plan import FixError
-    from ckptdoctor.fixes.verify import Verification
+    from ckptdoctor.fixes.plan import VerificationFailed
 
     try:
         result = go()
     except UnreadableFile as e:
         print(f"ckptdoctor: cannot read: {e}", file=sys.stderr)
         raise typer.Exit(ExitCode.UNREADABLE) from None
-    except FixError as e:
+    except VerificationFailed as e:
         print(f"ckptdoctor {verb}: {e}", file=sys.stderr)
-        code = ExitCode.FINDINGS if str(e).startswith("verification failed") else ExitCode.UNREADABLE
-        raise typer.Exit(code) from None
+        raise typer.Exit(ExitCode.FINDINGS) from None
     except (CkptdoctorError, ValueError, OSError) as e:
         from ckptdoctor.cli.errors import one_line
 
@@ -109,7 +107,6 @@ def finish(verb: str, go, *, as_json: bool, plan: bool = False) -> None:
         sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
         return
     render(result, verb, plan=plan)
-    assert result.verification is None or isinstance(result.verification, Verification)
 
 
 def render(r, verb: str, *, plan: bool) -> None:

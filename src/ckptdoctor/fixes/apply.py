@@ -18,7 +18,16 @@ from typing import Any
 
 from ckptdoctor.fixes.auto import auto_plan, check_target, convert_plan
 from ckptdoctor.fixes.extract import script_modules_to_state_dicts
-from ckptdoctor.fixes.plan import Change, FixError, Plan, Step, Tree, default_container, parse_version
+from ckptdoctor.fixes.plan import (
+    Change,
+    FixError,
+    Plan,
+    Step,
+    Tree,
+    VerificationFailed,
+    default_container,
+    parse_version,
+)
 from ckptdoctor.fixes.verify import Hasher, Verification, expected_signatures, verify_file
 
 RECORD_SUFFIX = ".changes.json"
@@ -124,7 +133,7 @@ def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool) 
         if hasher is not None:
             result.verification = verify_file(tmp, expected, hasher)
             if not result.verification.ok:
-                raise FixError(f"{result.verification.summary()}; nothing written to {out_path}")
+                raise VerificationFailed(f"{result.verification.summary()}; nothing written to {out_path}")
         else:
             result.notes.append("verification skipped (--no-verify): the output was NOT re-read")
         os.chmod(tmp, 0o644 & ~_umask())

@@ -29,11 +29,21 @@ from typing import Any, ClassVar
 
 from packaging.version import Version
 
+from ckptdoctor.errors import CkptdoctorError
+
 DEFAULT_TARGET = Version("2.13")
 
 
-class FixError(ValueError):
+class FixError(CkptdoctorError, ValueError):
     """A plan that cannot be carried out (one-line reason, suitable for the CLI)."""
+
+    code = "cannot-fix"
+
+
+class VerificationFailed(FixError):
+    """The written file did not re-read as expected; it was not kept."""
+
+    code = "verification-failed"
 
 
 @dataclass(slots=True)

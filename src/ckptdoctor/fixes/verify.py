@@ -15,7 +15,7 @@ from typing import Any
 
 from ckptdoctor.model import TensorRecord
 from ckptdoctor.walk import iter_tensors
-from ckptdoctor.writers.safetensors import stored_dtype
+from ckptdoctor.writers.safetensors import resolved_chunks, stored_dtype, value_flags
 from ckptdoctor.writers.stream import sha256_tensor
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -64,22 +64,33 @@ class Hasher:
 
     def __init__(self, workers: int = WORKERS) -> None:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ckptdoctor-hash")
-        self._jobs: dict[int, tuple[TensorRecord, Future]] = {}
+        self._jobs: dict[tuple[int, bool], tuple[TensorRecord, Future]] = {}
 
     def signatures(self, items: Iterable[tuple[str, TensorRecord]], *, container: str | None = None
                    ) -> dict[str, Signature]:
         out: dict[str, Signature] = {}
         for path, t in items:
-            job = self._jobs.get(id(t))
+            resolve = container == "safetensors" and any(value_flags(t))
+            key = (id(t), resolve)
+            job = self._jobs.get(key)
             if job is None:
-                job = (t, self.pool.submit(sha256_tensor, t))
-                self._jobs[id(t)] = job
+                job = (t, self.pool.submit(_sha256_values if resolve else sha256_tensor, t))
+                self._jobs[key] = job
             dt = stored_dtype(t) if container == "safetensors" else t.dtype.name
             out[path] = Signature(dt, tuple(t.shape), job[1])
         return out
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _sha256_values(t: TensorRecord) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for piece in resolved_chunks(t):
+        h.update(piece)
+    return h.hexdigest()
 
 
 def expected_signatures(root: Any, hasher: Hasher, container: str) -> dict[str, Signature]:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from ckptdoctor import dtypes
 from ckptdoctor.model import TensorRecord
@@ -43,6 +45,25 @@ def stored_dtype(t: TensorRecord) -> str:
     return QUANT_CARRIER.get(t.dtype.name, t.dtype.name)
 
 
+def value_flags(t: TensorRecord) -> tuple[bool, bool]:
+    """(conj, neg): lazy conjugate / negative bits torch keeps beside the stored values."""
+    m = t.metadata or {}
+    return bool(m.get("conj")), bool(m.get("neg"))
+
+
+def resolved_chunks(t: TensorRecord) -> Iterator[bytes]:
+    """The tensor's *values* in C order (conj/neg bits applied): safetensors has no such flags."""
+    conj, neg = value_flags(t)
+    carrier = t.dtype.carrier
+    for piece in t.iter_contiguous_bytes():
+        arr = np.frombuffer(piece, dtype=carrier)
+        if conj:
+            arr = np.conj(arr)
+        if neg:
+            arr = np.negative(arr)
+        yield arr.tobytes()
+
+
 def _plan(root: Any, note: Callable[[str], None]) -> tuple[list[tuple[str, TensorRecord]], dict[str, Any]]:
     items = list(iter_tensors(root))
     seen_names: set[str] = set()
@@ -59,6 +80,8 @@ def _plan(root: Any, note: Callable[[str], None]) -> tuple[list[tuple[str, Tenso
             raise WriteError(f"{name}: dtype {t.dtype.name} has no safetensors code; use --to zip")
         if t.quantizer:
             quant[name] = _qinfo(t)
+        if any(value_flags(t)) and t.dtype.numpy is None:
+            raise WriteError(f"{name}: a negated {t.dtype.name} view cannot be resolved here; use --to zip")
     return items, quant
 
 
@@ -125,7 +148,11 @@ def write_safetensors(root: Any, out: OutFile, *, metadata: dict[str, Any] | Non
     for i in order:
         t = items[i][1]
         start = out.pos
-        out.copy_tensor(t)
+        if any(value_flags(t)):
+            for piece in resolved_chunks(t):
+                out.write(piece)
+        else:
+            out.copy_tensor(t)
         if out.pos - start != t.nbytes:
             raise WriteError(f"{items[i][0]}: wrote {out.pos - start} bytes, expected {t.nbytes}")
         layout.storage_bytes += t.nbytes

@@ -19,6 +19,7 @@ import numpy as np
 
 from ckptdoctor import dtypes
 from ckptdoctor.dtypes import DType
+from ckptdoctor.errors import CkptdoctorError
 from ckptdoctor.model import Storage, TensorRecord
 from ckptdoctor.pickle.objects import DeviceValue, Global, OrderedDictValue, PersistentRef, PickledObject
 from ckptdoctor.pickle.values import Layout, NumpyArray, TorchDType
@@ -31,8 +32,10 @@ G_UNTYPED = Global("torch.storage", "UntypedStorage")
 TENSOR_FLAG_KEYS = ("attrs", "subclass", "state")  # TensorRecord.metadata keys that are not tensor flags
 
 
-class WriteError(ValueError):
+class WriteError(CkptdoctorError, ValueError):
     """The tree cannot be written in the requested container (one-line reason)."""
+
+    code = "cannot-write"
 
 
 @dataclass(slots=True, eq=False)
