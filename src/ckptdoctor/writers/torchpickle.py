@@ -110,7 +110,7 @@ class TorchPickler:
                 self.note(f"storage {st.key!r} is viewed as {others[0].dtype.name} and {ref.dtype.name}: "
                           f"written twice (torch cannot share one storage between dtypes)")
             idx = len(self.storages)
-            key = f"{140000000000000 + 64 * idx}" if self.legacy else str(idx)
+            key = f"{94000000000000 + 64 * idx}" if self.legacy else str(idx)  # a 14-digit "pointer"
             e = StorageEntry(st, ref.dtype, ref.typed, key, st.location, idx)
             self._by_storage[k] = e
             self.storages.append(e)
