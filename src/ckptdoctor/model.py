@@ -79,6 +79,7 @@ class TensorRecord:
     metadata: dict[str, Any] | None = None  # conj/neg bits, Python attributes (from _rebuild_from_type_v2)
     rebuild: str = "torch._utils._rebuild_tensor_v2"  # the function the file used
     device_override: str | None = None  # device given outside the storage (meta, xla, ...)
+    py_state: Any = None  # the raw Python state (attrs dict or (dict, slots)) behind metadata["attrs"/"state"]
 
     # ----- derived facts -----
     @property

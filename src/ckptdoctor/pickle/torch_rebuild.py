@@ -67,6 +67,7 @@ class TorchResolver:
                 obj.requires_grad = state[0]
             elif isinstance(state, dict):
                 obj.metadata = {**(obj.metadata or {}), "attrs": _plain(state)}
+                obj.py_state = state
             return obj
         if isinstance(obj, PickledObject) and isinstance(obj.callee, Global):
             # pre-0.4 tensors: `torch.FloatTensor` instance + BUILD (storage, offset, size, stride)
@@ -158,6 +159,7 @@ def _rebuild_parameter(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
     t.requires_grad = bool(a[1])
     if len(a) == 4 and a[3]:
         t.metadata = {**(t.metadata or {}), "state": _plain(a[3])}
+        t.py_state = a[3]
     return t
 
 
@@ -266,6 +268,7 @@ def _rebuild_from_type(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
             inner.is_parameter = True
     if a[3]:
         inner.metadata = {**(inner.metadata or {}), "attrs": _plain(a[3])}
+        inner.py_state = a[3]
     return inner
 
 
