@@ -174,11 +174,11 @@ class Pickler:
         elif t is list:
             self.out += EMPTY_LIST
             self.memoize(obj)
-            self._batch_appends(obj)
+            self._batch_appends(obj, exact=True)
         elif t is dict:
             self.out += EMPTY_DICT
             self.memoize(obj)
-            self._batch_setitems(obj.items())
+            self._batch_setitems(obj.items(), exact=len(obj))
         elif t is set or t is frozenset:
             self._save_reduce(Reduce(Global("builtins", t.__name__), (list(obj),)), obj)
         elif t is complex:
@@ -259,7 +259,12 @@ class Pickler:
             self.out += TUPLE
         self.memoize(t)
 
-    def _batch_appends(self, items: Iterable[Any]) -> None:
+    # The C pickler writes a lone item with APPEND/SETITEM only when the whole exact list/dict
+    # has one item; items of a reduce (iterators) get APPEND/SETITEM for any lone last batch.
+    def _batch_appends(self, items: Iterable[Any], exact: bool = False) -> None:
+        if exact and len(items) == 1:  # type: ignore[arg-type]
+            self._flush_appends(list(items), single_ok=True)
+            return
         batch: list[Any] = []
         for x in items:
             batch.append(x)
@@ -267,10 +272,10 @@ class Pickler:
                 self._flush_appends(batch)
                 batch = []
         if batch:
-            self._flush_appends(batch)
+            self._flush_appends(batch, single_ok=not exact)
 
-    def _flush_appends(self, batch: list[Any]) -> None:
-        if len(batch) == 1:
+    def _flush_appends(self, batch: list[Any], single_ok: bool = True) -> None:
+        if len(batch) == 1 and single_ok:
             self.save(batch[0])
             self.out += APPEND
             return
@@ -279,7 +284,11 @@ class Pickler:
             self.save(x)
         self.out += APPENDS
 
-    def _batch_setitems(self, items: Iterable[tuple[Any, Any]]) -> None:
+    def _batch_setitems(self, items: Iterable[tuple[Any, Any]], exact: int | None = None) -> None:
+        """``exact`` is the size of an exact dict being written (None for a reduce's dict items)."""
+        if exact == 1:
+            self._flush_setitems(list(items), single_ok=True)
+            return
         batch: list[tuple[Any, Any]] = []
         for kv in items:
             batch.append(kv)
@@ -287,10 +296,10 @@ class Pickler:
                 self._flush_setitems(batch)
                 batch = []
         if batch:
-            self._flush_setitems(batch)
+            self._flush_setitems(batch, single_ok=exact is None)
 
-    def _flush_setitems(self, batch: list[tuple[Any, Any]]) -> None:
-        if len(batch) == 1:
+    def _flush_setitems(self, batch: list[tuple[Any, Any]], single_ok: bool = True) -> None:
+        if len(batch) == 1 and single_ok:
             k, v = batch[0]
             self.save(k)
             self.save(v)
