@@ -20,7 +20,7 @@ from ckptdoctor.errors import LimitExceeded, UnreadableFile
 from ckptdoctor.limits import DEFAULT_LIMITS, Limits
 from ckptdoctor.model import Storage, TensorRecord
 from ckptdoctor.pickle.objects import DeviceValue, Global, OrderedDictValue, PickledObject
-from ckptdoctor.pickle.values import Layout, NumpyArray, PendingDType, PendingNumpy, TorchDType
+from ckptdoctor.pickle.values import Layout, NumpyArray, PendingDType, PendingNumpy, TorchDType, TorchSize
 from ckptdoctor.pickle.vm import NOT_HANDLED
 
 Handler = Callable[["TorchResolver", tuple, "dict | None", int], Any]
@@ -276,7 +276,7 @@ def _rebuild_from_type(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
 @handles("torch.Size")
 def _torch_size(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
     if len(a) == 1 and isinstance(a[0], (tuple, list)):
-        return tuple(a[0])
+        return TorchSize(a[0])
     return NOT_HANDLED
 
 

@@ -66,3 +66,9 @@ class TorchDType:
 
     def __str__(self) -> str:
         return f"torch.{self.name}"
+
+
+class TorchSize(tuple):
+    """A ``torch.Size`` from the file: a plain tuple of ints that remembers it was a Size."""
+
+    __slots__ = ()
