@@ -132,6 +132,7 @@ class Machine:
         stack: list[Any] = []
         marks: list[list[Any]] = []
         memo: dict[int, Any] = {}
+        memo_slots: dict[int, list[int]] = {}  # id(value) -> memo indices holding it (for BUILD replacements)
         res = PickleResult(value=None, start=pos, end=pos, protocol=0)
         allocated = 0
         items_added = 0
@@ -193,6 +194,7 @@ class Machine:
             if idx not in memo and len(memo) >= lim.max_memo:
                 raise LimitExceeded("pickle memo entries", lim.max_memo, len(memo) + 1, offset=self.base + op_at)
             memo[idx] = value
+            memo_slots.setdefault(id(value), []).append(idx)
 
         def memo_get(idx: int) -> Any:
             try:
@@ -312,7 +314,12 @@ class Machine:
                 state = stack.pop()
                 obj = stack[-1]
                 res.calls.append(CallSite("BUILD", self.base + op_at, obj))
-                stack[-1] = self._build(obj, state)
+                built = self._build(obj, state)
+                if built is not obj:  # a placeholder became a value: later BINGETs must see the value too
+                    for i in memo_slots.pop(id(obj), ()):
+                        if memo.get(i) is obj:
+                            memo[i] = built
+                stack[-1] = built
             elif name == "GLOBAL":
                 module = _decode_ascii(r.line(), self, op_at)
                 gname = _decode_ascii(r.line(), self, op_at)
