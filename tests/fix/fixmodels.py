@@ -37,3 +37,17 @@ def make_model(seed: int = 0) -> TinyNet:
         m.stem.bn.running_var.uniform_(0.5, 1.5)
         m.stem.bn.num_batches_tracked.fill_(7)
     return m
+
+
+class Thing:
+    """A plain user class stored in a checkpoint (weights_only refuses it)."""
+
+    def __init__(self) -> None:
+        self.name = "thing"
+        self.values = [1, 2]
+
+
+def small_bn_state_dict() -> dict:
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2))
+    return m, m.state_dict()

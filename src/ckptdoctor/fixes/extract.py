@@ -28,14 +28,21 @@ from ckptdoctor.pickle.objects import OrderedDictValue, PickledObject
 from ckptdoctor.walk import ScriptModuleValue, is_module
 
 
-def as_state_dict(v: Any) -> tuple[OrderedDictValue | dict, str] | None:
-    """(state_dict, what it came from) for a module, a TorchScript module or a tensor dict."""
+def as_state_dict(v: Any, depth: int = 0) -> tuple[OrderedDictValue | dict, str] | None:
+    """(state_dict, what it came from) for a module, a TorchScript module, a tensor dict,
+    or a wrapper dict holding one of those under a usual key (``{'module': model}``)."""
     if isinstance(v, ScriptModuleValue):
         return state_dict_of_script(v), f"TorchScript module {v.qualname}"
     if isinstance(v, PickledObject) and is_module(v):
         return state_dict_of_module(v), f"{v.qualname} object"
     if is_tensor_dict(v):
         return v, "wrapper entry"
+    if isinstance(v, dict) and depth < 3:
+        for k in WRAPPER_KEYS:
+            if k in v:
+                got = as_state_dict(v[k], depth + 1)
+                if got is not None:
+                    return got[0], f"{got[1]} under {k!r}"
     return None
 
 
@@ -66,7 +73,7 @@ class ExtractStateDict(Step):
         if isinstance(root, dict):
             for k in WRAPPER_KEYS:
                 if k in root:
-                    got = as_state_dict(root[k])
+                    got = as_state_dict(root[k], 1)
                     if got is not None:
                         return self._set(tree, got, k)
         keys = ", ".join(repr(k) for k in list(root)[:8]) if isinstance(root, dict) else type(root).__name__

@@ -91,7 +91,9 @@ def find_state_dict(root: Any) -> tuple[dict, list[Any]] | None:
 
 def memory_tensor(arr: np.ndarray, dtype_name: str | None = None, *, key: str = "memory") -> TensorRecord:
     """A tensor whose bytes live in memory (numpy arrays turned into tensors, added counters)."""
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr)
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-dim array into 1-dim)
     name = dtype_name or _numpy_dtype_name(arr.dtype)
     dt = dtypes.lookup(name) if name else None
     if dt is None:
