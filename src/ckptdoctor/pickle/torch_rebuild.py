@@ -26,6 +26,7 @@ from ckptdoctor.pickle.vm import NOT_HANDLED
 Handler = Callable[["TorchResolver", tuple, "dict | None", int], Any]
 HANDLERS: dict[str, Handler] = {}
 
+PACKED_BITS = {"quint4x2": 4, "quint2x4": 2}
 QSCHEMES = {
     "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
     "per_channel_affine_float_qparams",
@@ -112,7 +113,8 @@ def _make_tensor(
         raise LimitExceeded("tensor elements", res.limits.max_tensor_elements, numel)
     t = TensorRecord(dt, shape, strides, storage, offset, bool(requires_grad), rebuild=rebuild)
     if numel:
-        need_bytes = t.extent() * dt.itemsize
+        bits = PACKED_BITS.get(dt.name)  # sub-byte quantized dtypes pack several elements per byte
+        need_bytes = -(-t.extent() * bits // 8) if bits else t.extent() * dt.itemsize
         if need_bytes > storage.nbytes:
             raise UnreadableFile(
                 f"a tensor of shape {list(shape)} ({dt.name}) needs {need_bytes} bytes of storage "
