@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from ckptdoctor.model import Checkpoint
 
-__all__ = ["open", "save", "__version__"]
+__all__ = ["open", "load", "save", "__version__"]
 
 
 def open(path, *, limits=None) -> Checkpoint:  # noqa: A001 - deliberate, reads like builtins.open
@@ -25,6 +25,14 @@ def open(path, *, limits=None) -> Checkpoint:  # noqa: A001 - deliberate, reads 
     from ckptdoctor.reader import open_checkpoint
 
     return open_checkpoint(path, limits=limits)
+
+
+def load(f, map_location=None, *, allow=(), on_unknown="placeholder"):
+    """``torch.load`` without executing pickle code (torch extra). See ``ckptdoctor.torchio`` and docs/load.md."""
+    from ckptdoctor.torchio.load import load_with_info
+
+    obj, _ = load_with_info(f, map_location, allow=allow, on_unknown=on_unknown, _stacklevel=3)
+    return obj
 
 
 def save(obj, path, *, provenance=None, **torch_save_kwargs) -> None:
