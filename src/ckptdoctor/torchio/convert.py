@@ -47,7 +47,7 @@ SAFE_PATHS = {"pathlib.PosixPath": pathlib.PurePosixPath, "pathlib.PurePosixPath
 if sys.platform != "win32":
     SAFE_PATHS["pathlib.PosixPath"] = pathlib.PosixPath
 # Calls Converter._known rebuilds with our own code.
-KNOWN_CALLS = frozenset({"argparse.Namespace", "collections.OrderedDict", "collections.defaultdict",
+KNOWN_CALLS = frozenset({"argparse.Namespace", "numpy.dtype", "collections.OrderedDict", "collections.defaultdict",
                          "collections.Counter", "torch._utils._rebuild_nested_tensor",
                          "torch.nn.backends.thnn._get_thnn_function_backend", *SAFE_PATHS})
 
@@ -162,8 +162,9 @@ class Converter:
     def _fill_dict(self, out: dict, v: dict, path: tuple) -> None:
         for k, x in v.items():
             key = self(k, path + ("<key>",))
+            value = self(x, path + (key if isinstance(key, (str, int)) else repr(key),))
             try:
-                out[key] = self(x, path + (key if isinstance(key, (str, int)) else repr(key),))
+                out[key] = value
             except TypeError:
                 raise UnreadableFile(f"{self.storages.name}: unhashable dict key at {self.render(path)}",
                                      kind="corrupt") from None
@@ -175,19 +176,28 @@ class Converter:
         return torch.storage.TypedStorage(wrap_storage=u, dtype=torch_dtype(torch, st.dtype), _internal=True)
 
     def _ndarray(self, v: NumpyArray, path: tuple) -> Any:
-        arr = v.to_numpy()
-        if arr is not None:
-            return arr.copy(order="A")  # writable and owning its bytes, as numpy's own unpickling gives
+        """numpy's own ``ndarray.__setstate__`` on the file's (shape, dtype, order, bytes), as unpickling does."""
         dt = v.dtype
-        if isinstance(dt, np.dtype) and dt.hasobject and isinstance(v.data, list):
-            n = 1
-            for s in v.shape:
-                n *= s
-            if len(v.data) == n:
-                flat = np.empty(n, dtype=object)
-                flat[:] = [self(x, path + (i,)) for i, x in enumerate(v.data)] if n else []
-                return flat.reshape(v.shape, order="F" if v.fortran else "C")
-        return self.unknown("numpy.ndarray (unreadable dtype or size)", path, how="reduce")
+        data = v.data
+        if isinstance(dt, PickledObject):
+            dt = self._np_dtype(dt)
+        if not isinstance(dt, np.dtype) or not isinstance(v.shape, tuple):
+            return self.unknown("numpy.ndarray (unreadable dtype)", path, how="reduce")
+        if dt.hasobject:
+            if not isinstance(data, list):
+                return self.unknown("numpy.ndarray (object array without items)", path, how="reduce")
+            data = [self(x, path + (i,)) for i, x in enumerate(data)]
+        elif isinstance(data, bytearray):
+            data = bytes(data)
+        elif not isinstance(data, bytes):
+            return self.unknown("numpy.ndarray (no data)", path, how="reduce")
+        arr = np.ndarray.__new__(np.ndarray, (0,), "b")
+        try:
+            arr.__setstate__((1, v.shape, dt, bool(v.fortran), data))
+        except (ValueError, TypeError) as e:
+            raise UnreadableFile(f"{self.storages.name}: numpy array at {self.render(path)} is corrupt: {e}",
+                                 kind="corrupt") from None
+        return arr
 
     def _device_value(self, v: DeviceValue, path: tuple) -> Any:
         try:
@@ -276,6 +286,10 @@ class Converter:
                 return collections.Counter(self(src, path))
         if name in SAFE_PATHS and po.how == "reduce" and all(isinstance(a, str) for a in po.args):
             return SAFE_PATHS[name](*map(str, po.args))
+        if name == "numpy.dtype":
+            dt = self._np_dtype(po)
+            if dt is not None:
+                return dt
         if name == "torch._utils._rebuild_nested_tensor" and len(po.args) == 4:
             args = [self(a, path + (i,)) for i, a in enumerate(po.args)]
             if all(isinstance(a, self.torch.Tensor) for a in args):
@@ -286,6 +300,26 @@ class Converter:
         if name == "torch.nn.backends.thnn._get_thnn_function_backend" and not po.args:
             return None  # what torch 2.x itself returns for pre-1.0 modules' _backend
         return _MISSING
+
+    @staticmethod
+    def _np_dtype(po: PickledObject) -> np.dtype | None:
+        """``numpy.dtype(code)`` + BUILD for the simple dtypes the core leaves as placeholders (objects: ``O8``)."""
+        if not (isinstance(po.callee, Global) and po.callee.canonical in ("numpy.dtype",)) or not po.args:
+            return None
+        code, state = po.args[0], po.state
+        if not isinstance(code, str) or len(code) > 8 or code.lstrip("<>|=")[:1] not in ("O", "b", "i", "u", "f",
+                                                                                           "c", "S", "U", "V", "M",
+                                                                                           "m", "?"):
+            return None
+        try:
+            dt = np.dtype(code)
+        except TypeError:
+            return None
+        if isinstance(state, tuple) and len(state) >= 4 and state[3] is not None:
+            return None  # structured: fields would need their own dtypes
+        if isinstance(state, tuple) and len(state) >= 2 and state[1] in ("<", ">"):
+            dt = dt.newbyteorder(state[1])
+        return dt
 
     def _rebuild_allowed(self, po: PickledObject, obj: Any, path: tuple) -> Any:
         """What pickle would do with an allowed class or function (the caller trusts this file)."""

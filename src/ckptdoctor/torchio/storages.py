@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ckptdoctor import dtypes
 from ckptdoctor.errors import TruncatedFile, UnreadableFile
 from ckptdoctor.model import Checkpoint, Storage
@@ -82,7 +84,7 @@ class StorageMaker:
             return got
         raw = self._raw(st)
         if self.swap and st.nbytes:
-            raw.byteswap(torch_dtype(self.torch, elem or st.dtype))
+            self._byteswap(raw, elem or st.dtype, st)
         out = self.restore(raw, st.location)
         if isinstance(out, self.torch.storage.TypedStorage):
             out = out._untyped_storage
@@ -114,6 +116,23 @@ class StorageMaker:
         self.copied += 1
         buf = bytearray(st.buffer())  # remote or in-memory bytes: one copy, owned by the storage
         return torch.frombuffer(buf, dtype=torch.uint8).untyped_storage()
+
+    def _byteswap(self, raw: Any, dt: dtypes.DType, st: Storage) -> None:
+        """Big-endian file on a little-endian host (or the reverse): swap each element in place.
+
+        The mapping is private, so this copies only the pages it writes. Complex numbers swap
+        each half (as torch does); unlike ``UntypedStorage.byteswap`` this works for every dtype.
+        """
+        size = dt.itemsize // 2 if dt.name.startswith("complex") else dt.itemsize
+        if size <= 1:
+            return
+        torch = self.torch
+        u8 = torch.empty(0, dtype=torch.uint8).set_(raw).numpy()
+        if len(u8) % size:
+            raise UnreadableFile(f"{self.name}: storage {st.key!r} is not a whole number of {dt.name} elements",
+                                 kind="corrupt")
+        u8.view(np.dtype(f"u{size}")).byteswap(inplace=True)
+        self.copied += 1
 
     def _mapping(self) -> Any:
         if self._whole is None:
