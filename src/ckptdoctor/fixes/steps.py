@@ -240,6 +240,7 @@ def make_step(step_id: str, **opts: Any) -> Step:
     from ckptdoctor.fixes.extract import ExtractStateDict
     from ckptdoctor.fixes.rename import Rename, StripPrefixes
     from ckptdoctor.fixes.safe import WeightsOnlySafe
+    from ckptdoctor.match.optim_fix import OptimizerCompat
 
     makers = {
         "extract-state-dict": lambda: ExtractStateDict(opts.get("key")),
@@ -253,6 +254,7 @@ def make_step(step_id: str, **opts: Any) -> Step:
         "drop-optimizer": DropOptimizer,
         "to-cpu": ToCpu,
         "container": lambda: ContainerChange(opts.get("container") or "zip"),
+        "optimizer-compat": OptimizerCompat,  # ckptdoctor.match.optim_fix (optimizer state for --torch)
     }
     maker = makers.get(step_id)
     if maker is None:
@@ -263,4 +265,5 @@ def make_step(step_id: str, **opts: Any) -> Step:
 STEP_IDS = (
     "extract-state-dict", "weights-only-safe", "rename", "strip-prefixes", "numpy-core", "py2-strings",
     "drop-num-batches-tracked", "add-num-batches-tracked", "drop-optimizer", "to-cpu", "container",
+    "optimizer-compat",
 )
