@@ -110,8 +110,8 @@ class Options:
                 raise TypeError(f"allow entries must be classes or functions you trust, not {obj!r}")
             for n in _names(obj):
                 opts.exact[n] = obj
-            qual = getattr(obj, "__qualname__", None) or obj.__name__
-            opts.by_name.setdefault(qual, []).append(obj)
+            for short in {getattr(obj, "__qualname__", None), getattr(obj, "__name__", None)} - {None}:
+                opts.by_name.setdefault(short, []).append(obj)
         return opts
 
     def lookup(self, g: Global | str) -> Any | None:
