@@ -50,7 +50,7 @@ def _numbers(ns: set[int]) -> str:
             runs.append((x, x))
     pieces = [str(a) if a == b else (f"{a},{b}" if b == a + 1 else f"{a}..{b}") for a, b in runs]
     if len(pieces) > 4:
-        return f"{xs[0]}..{xs[-1]}: {len(xs)}"
+        return f"{xs[0]},{xs[1]},...,{xs[-1]}"
     return ",".join(pieces)
 
 

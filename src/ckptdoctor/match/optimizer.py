@@ -200,7 +200,7 @@ def check_fit(opt: SavedOptimizer, src: Candidate, target: Candidate, key_map: A
     want = target_sizes or [len(t_params)]
     where = f"optimizer state {opt.path!r}"
     ev: dict[str, Any] = {"path": opt.path, "saved_group_sizes": opt.sizes, "target_group_sizes": want}
-    changed = _describe_changes(rep)
+    changed = describe_changes(rep)
     if len(opt.sizes) != len(want):
         rep.findings.append(Finding(
             "CKD-OPT-GROUPS", Severity.ERROR,
@@ -235,7 +235,7 @@ def check_fit(opt: SavedOptimizer, src: Candidate, target: Candidate, key_map: A
     return rep
 
 
-def _describe_changes(rep: OptimizerReport) -> str:
+def describe_changes(rep: OptimizerReport) -> str:
     parts = []
     if rep.added:
         parts.append(f"added since saving: {', '.join(_layers(rep.added)[:6])}")

@@ -194,7 +194,8 @@ def _shape(s: tuple[int, ...]) -> str:
 def _groups(out: list[str], title: str, keys: list[str], budget: int, indent: str = "  ") -> None:
     if not keys:
         return
-    out.append(f"{indent}{title} ({len(keys)}):")
+    head, _, tail = title.partition(" (")
+    out.append(f"{indent}{head} ({len(keys)}" + (f"; {tail}" if tail else ")") + ":")
     for g in summarize(keys, budget):
         out.append(f"{indent}  {g}")
 
@@ -218,6 +219,7 @@ def _mismatch_lines(out: list[str], cmp: Comparison, budget: int, indent: str = 
 def _verdict(c: Comparison, total: int) -> str:
     if c.loads_strict:
         return f"all {total} keys match: load_state_dict(strict=True) succeeds"
+    loads = len(c.matched) + len(c.filled_nbt)
     parts = []
     if c.missing:
         parts.append(f"{len(c.missing)} missing")
@@ -227,7 +229,7 @@ def _verdict(c: Comparison, total: int) -> str:
         parts.append(f"{len(c.shape_mismatch)} size mismatch(es)")
     if c.not_tensor:
         parts.append(f"{len(c.not_tensor)} not tensors")
-    return f"{len(c.matched)} of {total} keys load; strict=True fails: " + ", ".join(parts)
+    return f"{loads} of {total} keys load; strict=True fails: " + ", ".join(parts)
 
 
 def render_text(rep: MatchReport, max_findings: int = 8) -> str:
@@ -247,6 +249,8 @@ def render_text(rep: MatchReport, max_findings: int = 8) -> str:
     if not m.is_identity:
         out.append(f"mapping:    {'; '.join(m.describe())}  ({rep.inference.score.good} of {total} keys match after it)")
         out.append(f"  {rep.fix_command()}")
+    elif not a.loads_strict and (a.missing and a.unexpected):
+        out.append("mapping:    none: no prefix rename matches more keys (other names or another architecture)")
     if rep.after is not None:
         f = rep.after
         out.append(f"after it:   {_verdict(f, total)}")
@@ -259,6 +263,9 @@ def render_text(rep: MatchReport, max_findings: int = 8) -> str:
         line = f"optimizer:  {o.path!r} ({kind}): {saved} parameter(s) in {len(o.saved_sizes)} group(s) saved, " \
                f"model has {o.target_params}"
         out.append(line)
+        changes = optimizer.describe_changes(o).strip()
+        if changes:
+            out.append(f"  {changes}")
     shown = [f for f in rep.findings if f.id != "CKD-MATCH-KEYS"]
     if shown:
         out.append("findings:")

@@ -24,8 +24,6 @@ POS_RE = re.compile(r"(^|[._])(pos(itional)?_?emb(ed|edding|eddings)?|position_e
 REL_POS_RE = re.compile(r"relative_position_bias_table$")
 VOCAB_RE = re.compile(r"(^|[._])(embed_tokens|word_embeddings|wte|tok_embeddings|token_embedding|tok_emb|"
                       r"embeddings?|lm_head|shared|decoder|output|emb)([._]|$)", re.I)
-HEAD_RE = re.compile(r"(^|[._])(head|heads|fc|classifier|cls|logits|last_linear|linear_head|fc_out|out|output|"
-                     r"cls_head|head_dist|decoder)([._\d]|$)", re.I)
 
 
 @dataclass
@@ -67,9 +65,13 @@ def _first_conv(target: Candidate) -> str | None:
     return None
 
 
-def _last_matrices(target: Candidate, n: int = 2) -> set[str]:
-    ks = [k for k, e in target.entries.items() if e.shape is not None and len(e.shape) == 2]
-    return set(ks[-n:])
+def _last_layers(target: Candidate, n: int = 2) -> set[str]:
+    """The last ``n`` layers with a 2-d weight (where classifier heads live; ``head_dist`` is second)."""
+    layers: list[str] = []
+    for k, e in target.entries.items():
+        if e.shape is not None and len(e.shape) == 2 and _layer(k) not in layers:
+            layers.append(_layer(k))
+    return set(layers[-n:])
 
 
 def classify(m: Mismatch, target: Candidate, first_conv: str | None, last: set[str]) -> tuple[str, dict]:
@@ -90,7 +92,7 @@ def classify(m: Mismatch, target: Candidate, first_conv: str | None, last: set[s
         return "vocab", {}
     if len(a) == len(b) and len(a) >= 3 and a[0] == b[0] and a[2:] == b[2:] and a[1] != b[1] and k == first_conv:
         return "in_chans", {}
-    head_like = HEAD_RE.search(_layer(k) or k) is not None or k in last or _layer(k) in {_layer(x) for x in last}
+    head_like = _layer(k) in last
     if head_like and len(a) == len(b) and len(a) in (1, 2) and a[0] != b[0] and a[1:] == b[1:]:
         return "head", {}
     if math.prod(a) == math.prod(b):
@@ -108,12 +110,12 @@ def _window(n: int) -> int | None:
 def explain(mismatches: list[Mismatch], target: Candidate, ckpt_path: str = "CKPT",
             legacy_scalars: list[str] | None = None) -> list[Finding]:
     first_conv = _first_conv(target)
-    last = _last_matrices(target)
+    last = _last_layers(target)
     groups: dict[tuple[str, str], Explained] = {}
     for m in mismatches:
         kind, detail = classify(m, target, first_conv, last)
-        g = groups.setdefault((kind, _layer(m.key) if kind in ("head", "vocab", "posgrid") else m.key),
-                              Explained(kind, _layer(m.key), detail=detail))
+        per_layer = kind in ("head", "vocab", "posgrid", "in_chans", "relpos", "positions")
+        g = groups.setdefault((kind, _layer(m.key) if per_layer else ""), Explained(kind, _layer(m.key), detail=detail))
         g.items.append(m)
     out = [_finding(g) for g in groups.values()]
     if legacy_scalars:
@@ -200,33 +202,35 @@ def _finding(g: Explained) -> Finding:
             Fix("load with the checkpoint's vocabulary size, then resize",
                 python=f"model.resize_token_embeddings({a[0]}); model.load_state_dict(sd); "
                        f"model.resize_token_embeddings({b[0]})"), blocks_load=True)
+    subject = repr(ms[0].key) if len(ms) == 1 else f"{len(ms)} tensors (e.g. {ms[0].key!r})"
+    keys = [m.key for m in ms]
     if g.kind == "scalar":
         return Finding(
             "CKD-MATCH-SHAPE-SCALAR", Severity.ERROR,
-            f"{ms[0].key!r}: shape {list(a)} in the checkpoint, {list(b)} in the model (0-d vs 1-d scalar)",
+            f"{subject}: shape {list(a)} in the checkpoint, {list(b)} in the model (0-d vs 1-d scalar)",
             "torch <= 0.3 had no 0-d tensors, so old checkpoints store scalars as shape (1,); load_state_dict "
-            "only converts (1,) into a 0-d entry, not the other way round. Reshape the tensor.", ev,
-            Fix("reshape to the model's shape", python=f"sd[{ms[0].key!r}] = sd[{ms[0].key!r}].reshape({tuple(b)!r})"),
-            blocks_load=True)
+            f"only converts (1,) into a 0-d entry, not the other way round. Reshape them. {_shapes(ms)}.", ev,
+            Fix("reshape to the model's shapes",
+                python=f"for k in {keys!r}: sd[k] = sd[k].reshape(model.state_dict()[k].shape)"), blocks_load=True)
     if g.kind == "transposed":
         return Finding(
             "CKD-MATCH-SHAPE-TRANSPOSED", Severity.ERROR,
-            f"{ms[0].key!r}: {list(a)} in the checkpoint is the model's {list(b)} transposed",
+            f"{subject}: {list(a)} in the checkpoint is the model's {list(b)} transposed",
             "A Conv1D-style layer (GPT-2 in transformers, many TF ports) stores weights as (in, out); nn.Linear "
-            f"stores (out, in). Transpose it. {_shapes(ms)}.", ev,
-            Fix("transpose the weight", python=f"sd[{ms[0].key!r}] = sd[{ms[0].key!r}].t().contiguous()"),
+            f"stores (out, in). Transpose them. {_shapes(ms)}.", ev,
+            Fix("transpose the weights", python=f"for k in {keys!r}: sd[k] = sd[k].t().contiguous()"),
             blocks_load=True)
     if g.kind == "reshape":
         return Finding(
             "CKD-MATCH-SHAPE-RESHAPE", Severity.ERROR,
-            f"{ms[0].key!r}: same number of elements, different shape ({list(a)} vs {list(b)})",
-            "The layer has the same size but another layout (a 1x1 convolution vs a Linear, a fused vs split "
-            f"projection, flattened dims). Check the layout before reshaping. {_shapes(ms)}.", ev,
-            Fix("reshape if the layouts agree", python=f"sd[{ms[0].key!r}] = sd[{ms[0].key!r}].reshape({tuple(b)!r})"),
-            blocks_load=True)
+            f"{subject}: same number of elements, another shape ({list(a)} vs {list(b)})",
+            "Same size, another layout (a 1x1 convolution vs a Linear, a fused vs split projection, flattened "
+            f"dims). Check the layout before reshaping. {_shapes(ms)}.", ev,
+            Fix("reshape if the layouts agree",
+                python=f"for k in {keys!r}: sd[k] = sd[k].reshape(model.state_dict()[k].shape)"), blocks_load=True)
     return Finding(
         "CKD-MATCH-SHAPE", Severity.ERROR,
-        f"{ms[0].key!r}: {list(a)} in the checkpoint, {list(b)} in the model",
-        "The layer has another size: the model is configured differently from the one that was saved (width, "
-        f"heads, expansion ratio). Build the model with the checkpoint's configuration. {_shapes(ms)}.", ev, drop,
-        blocks_load=True)
+        f"{subject}: other sizes ({list(a)} in the checkpoint, {list(b)} in the model)",
+        "These layers have other sizes: the model is configured differently from the one that was saved "
+        f"(width, heads, expansion ratio). Build the model with the checkpoint's configuration. {_shapes(ms)}.",
+        ev, drop, blocks_load=True)
