@@ -18,6 +18,8 @@ EPILOG = """Examples:
 
   ckptdoctor inspect model.pt --json --hash   # machine-readable, with sha256 of every tensor
 
+  ckptdoctor inspect model.pt --load          # also build it in torch (no pickle code runs)
+
 Exit codes: 0 read fine; 2 cannot read (the reason is printed on one line).
 """
 
@@ -33,6 +35,8 @@ def inspect(
     depth: Annotated[int | None, typer.Option("--depth", help="Group tensors by the first N path parts.")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="List every tensor (default: first 200).")] = False,
     tree_depth: Annotated[int, typer.Option("--tree-depth", help="Depth of the value tree in --json.")] = 4,
+    load: Annotated[bool, typer.Option("--load", help="Also build it in torch with ckptdoctor.load (torch extra, "
+                                                      "onto the CPU) and print one line about what was built.")] = False,
 ) -> None:
     """Show what is inside a checkpoint, without executing any of it."""
     import ckptdoctor
@@ -56,12 +60,18 @@ def inspect(
             progress.stop()
     if as_json:
         sys.stdout.write(json.dumps(report, indent=1, default=str) + "\n")
-        return
-    from rich.console import Console
+    else:
+        from rich.console import Console
 
-    from ckptdoctor.report.inspect_text import render_inspect
+        from ckptdoctor.report.inspect_text import render_inspect
 
-    render_inspect(report, Console(highlight=False), depth=depth, limit=10**9 if show_all else 200)
+        render_inspect(report, Console(highlight=False), depth=depth, limit=10**9 if show_all else 200)
+    if load:
+        from ckptdoctor.torchio.cli import print_load_summary
+
+        code = print_load_summary(path, to_stderr=as_json)  # --json keeps stdout pure JSON
+        if code:
+            raise typer.Exit(code)
 
 
 class _progress_bar:

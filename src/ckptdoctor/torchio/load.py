@@ -111,6 +111,56 @@ def load_with_info(f: Any, map_location: Any = None, *, allow: Any = (), on_unkn
     return out, info
 
 
+def count_built(obj: Any) -> dict[str, int]:
+    """Walk a loaded result: tensors by kind, distinct storages, bytes, numpy arrays, placeholders, modules."""
+    import numpy as np
+    import torch
+
+    from ckptdoctor.torchio.policy import Placeholder
+
+    c = dict.fromkeys(("tensors", "parameters", "quantized", "sparse", "meta", "storages", "nbytes", "numpy",
+                       "placeholders", "modules", "objects"), 0)
+    ptrs: set[int] = set()
+    seen: set[int] = set()
+    todo = [obj]
+    while todo:
+        v = todo.pop()
+        if v is None or isinstance(v, (str, bytes, int, float, complex)) or id(v) in seen:
+            continue
+        seen.add(id(v))
+        if isinstance(v, torch.Tensor):
+            c["tensors"] += 1
+            c["parameters"] += isinstance(v, torch.nn.Parameter)
+            c["quantized"] += v.is_quantized
+            c["meta"] += v.device.type == "meta"
+            if v.layout != torch.strided:
+                c["sparse"] += 1
+                continue
+            if v.device.type != "meta" and not v.is_nested:
+                st = v.untyped_storage()
+                if st.data_ptr() not in ptrs:
+                    ptrs.add(st.data_ptr())
+                    c["nbytes"] += st.nbytes()
+            continue
+        if isinstance(v, dict):
+            todo.extend(v.values())
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            todo.extend(v)
+        elif isinstance(v, np.ndarray):
+            c["numpy"] += 1
+        elif isinstance(v, Placeholder):
+            c["placeholders"] += 1
+            todo.extend((v.args, v.state, v.listitems))
+        elif isinstance(v, torch.nn.Module):
+            c["modules"] += 1
+            todo.extend(vars(v).values())
+        elif hasattr(v, "__dict__") and not isinstance(v, type):
+            c["objects"] += 1
+            todo.extend(vars(v).values())
+    c["storages"] = len(ptrs)
+    return c
+
+
 def summary(obj: Any, info: LoadInfo) -> str:
     """One line: what torch objects were built, from what, how."""
     top = type(obj).__name__
@@ -118,20 +168,19 @@ def summary(obj: Any, info: LoadInfo) -> str:
         top += f" of {len(obj)} entries"
     elif isinstance(obj, (list, tuple)):
         top += f" of {len(obj)} items"
-    kinds = []
-    if info.parameters:
-        kinds.append(f"{info.parameters} Parameters")
-    if info.quantized:
-        kinds.append(f"{info.quantized} quantized")
-    if info.sparse:
-        kinds.append(f"{info.sparse} sparse")
+    c = count_built(obj)
+    kinds = [f"{c[k]} {label}" for k, label in (("parameters", "Parameters"), ("quantized", "quantized"),
+                                                  ("sparse", "sparse"), ("meta", "meta")) if c[k]]
     kind = f" ({', '.join(kinds)})" if kinds else ""
-    how = (f"{info.mapped} zero-copy from the file mapping" if info.mapped else "none mapped") + (
-        f", {info.copied} copied" if info.copied else "")
-    ph = f"; {info.placeholders} placeholders" if info.placeholders else ""
-    rep = "; objects replaced (see warning)" if info.replaced else ""
-    return (f"loaded {info.format} into torch: {top}; {info.tensors} tensors{kind} in {info.storages} storages, "
-            f"{_size(info.nbytes)} ({how}){ph}{rep}; {info.seconds:.3f}s")
+    how = f"{info.mapped} zero-copy from the file mapping" if info.mapped else "none mapped"
+    if info.copied:
+        how += f", {info.copied} copied"
+    extra = [f"{c[k]} {label}" for k, label in (("modules", "nn.Modules"), ("numpy", "numpy arrays"),
+                                                 ("objects", "other objects"), ("placeholders", "placeholders")) if c[k]]
+    extra_s = f"; {', '.join(extra)}" if extra else ""
+    rep = "; something was replaced (see note)" if info.replaced else ""
+    return (f"loaded {info.format} into torch in {info.seconds:.3f}s: {top}; {c['tensors']} tensors{kind} in "
+            f"{c['storages']} storages, {_size(c['nbytes'])} (storages: {how}){extra_s}{rep}")
 
 
 def _size(n: int) -> str:
