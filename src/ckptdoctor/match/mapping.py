@@ -47,7 +47,7 @@ class Rule:
     @property
     def fix_rule(self) -> str:
         """The ``--rename`` argument of ``ckptdoctor fix`` (see ``ckptdoctor.fixes.rename``)."""
-        if "=" in self.old:  # the rule syntax splits at the first '=': say it as a regex
+        if "=" in self.old or self.old.startswith("re:"):  # the rule syntax splits at '=': say it as a regex
             return f"re:^{_rx(self.old)}={_repl(self.new)}"
         return f"{self.old}={self.new}"
 

@@ -219,7 +219,7 @@ def _mismatch_lines(out: list[str], cmp: Comparison, budget: int, indent: str = 
 def _verdict(c: Comparison, total: int) -> str:
     if c.loads_strict:
         return f"all {total} keys match: load_state_dict(strict=True) succeeds"
-    loads = len(c.matched) + len(c.filled_nbt)
+    filled = f" (+{len(c.filled_nbt)} num_batches_tracked torch fills in)" if c.filled_nbt else ""
     parts = []
     if c.missing:
         parts.append(f"{len(c.missing)} missing")
@@ -229,7 +229,7 @@ def _verdict(c: Comparison, total: int) -> str:
         parts.append(f"{len(c.shape_mismatch)} size mismatch(es)")
     if c.not_tensor:
         parts.append(f"{len(c.not_tensor)} not tensors")
-    return f"{loads} of {total} keys load; strict=True fails: " + ", ".join(parts)
+    return f"{len(c.matched)} of {total} keys load{filled}; strict=True fails: " + ", ".join(parts)
 
 
 def render_text(rep: MatchReport, max_findings: int = 8) -> str:
@@ -266,6 +266,9 @@ def render_text(rep: MatchReport, max_findings: int = 8) -> str:
         changes = optimizer.describe_changes(o).strip()
         if changes:
             out.append(f"  {changes}")
+        if any(f.blocks_load for f in o.findings):
+            drop = next(f.fix for f in o.findings if f.blocks_load and f.fix)
+            out.append(f"  weights only, fresh optimizer: {drop.command}")
     shown = [f for f in rep.findings if f.id != "CKD-MATCH-KEYS"]
     if shown:
         out.append("findings:")
