@@ -1,0 +1,138 @@
+"""Benchmark: a >= 1 GB torch zip checkpoint -> safetensors.
+
+One run of each, every one in a fresh process (time and peak RSS of the whole process):
+
+* ``cp`` of the same file (the floor: page cache to page cache);
+* ``ckptdoctor convert IN -o OUT.safetensors`` (streams every tensor, then re-reads the output
+  and checks every tensor's sha256 against the source);
+* the same with ``--no-verify`` (the copy alone, for the breakdown);
+* ``torch.load`` + ``safetensors.torch.save_file`` (what people do today).
+
+The input is reused from benchmarks/_work/ (gitignored) or generated there with torch.
+Usage: python benchmarks/convert.py [--size-gb 1.1] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORK = Path(__file__).resolve().parent / "_work"
+SRC = WORK / "bench_1g.pt"
+
+GENERATE = r"""
+import sys, torch
+target = int(float(sys.argv[2]) * (1 << 30))
+g = torch.Generator().manual_seed(0)
+sd, total, i = {}, 0, 0
+shapes = [(4096, 4096), (4096,), (11008, 4096), (4096, 11008), (1024, 4096), (4096, 1024)]
+while total < target:
+    shape = shapes[i % len(shapes)]
+    dt = torch.bfloat16 if i % 5 == 4 else torch.float32
+    t = torch.randn(*shape, generator=g).to(dt)
+    sd[f"layers.{i // len(shapes)}.p{i % len(shapes)}"] = t
+    total += t.numel() * t.element_size()
+    i += 1
+torch.save(sd, sys.argv[1])
+print(len(sd), total)
+"""
+
+TORCH_PATH = r"""
+import sys, torch
+from safetensors.torch import save_file
+sd = torch.load(sys.argv[1], weights_only=True, mmap=False)
+save_file(sd, sys.argv[2])
+"""
+
+
+def ensure_input(size_gb: float) -> Path:
+    WORK.mkdir(parents=True, exist_ok=True)
+    if SRC.exists() and SRC.stat().st_size >= int(size_gb * (1 << 30)) * 0.98:
+        return SRC
+    print(f"generating {SRC} ({size_gb} GB) with torch ...", flush=True)
+    subprocess.run([sys.executable, "-c", GENERATE, str(SRC), str(size_gb)], check=True)
+    return SRC
+
+
+def warm(path: Path) -> None:
+    """Source in the page cache (every run reads it from there)."""
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def settle() -> None:
+    """Start every run with no dirty pages: earlier runs' writeback must not slow the next one."""
+    subprocess.run(["sync"], check=False)
+    for _ in range(200):
+        info = {line.split(":")[0]: int(line.split()[1]) for line in open("/proc/meminfo")
+                if line.startswith(("Dirty:", "Writeback:"))}
+        if info.get("Dirty", 0) + info.get("Writeback", 0) < 32 << 10:
+            return
+        time.sleep(0.05)
+
+
+def measure(label: str, argv: list[str], out: Path) -> tuple[str, float, float]:
+    if out.exists():
+        out.unlink()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    err = p.stderr.read().decode() if p.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{label} failed: {err.strip()}")
+    return label, dt, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-gb", type=float, default=1.1)
+    ap.add_argument("--keep", action="store_true", help="keep the outputs in benchmarks/_work")
+    args = ap.parse_args()
+    src = ensure_input(args.size_gb)
+    size = src.stat().st_size
+    # the console script beside this interpreter (a pyenv/asdf shim on PATH would add ~0.1 s of bash)
+    beside = Path(sys.executable).with_name("ckptdoctor")
+    ckptdoctor = str(beside) if beside.exists() else (shutil.which("ckptdoctor") or "ckptdoctor")
+    outs = {k: WORK / f"out_{k}" for k in ("cp", "ckd", "ckd_nv", "torch")}
+    runs = [
+        ("cp", ["cp", str(src), str(outs["cp"])], outs["cp"]),
+        ("ckptdoctor convert", [ckptdoctor, "convert", str(src), "-o", str(outs["ckd"]) + ".safetensors"],
+         Path(str(outs["ckd"]) + ".safetensors")),
+        ("ckptdoctor convert --no-verify", [ckptdoctor, "convert", str(src), "-o",
+                                            str(outs["ckd_nv"]) + ".safetensors", "--no-verify"],
+         Path(str(outs["ckd_nv"]) + ".safetensors")),
+        ("torch.load + save_file", [sys.executable, "-c", TORCH_PATH, str(src), str(outs["torch"]) + ".safetensors"],
+         Path(str(outs["torch"]) + ".safetensors")),
+    ]
+    warm(src)
+    settle()
+    subprocess.run(["cp", str(src), str(outs["cp"])], check=True)  # warm-up write, not measured
+    outs["cp"].unlink()
+    results = []
+    for label, argv, out in runs:
+        warm(src)
+        settle()
+        results.append(measure(label, argv, out))
+    cp_time = results[0][1]
+    print(f"\ninput: {src} ({size / 1e9:.2f} GB), one run each, fresh process, source in page cache")
+    print(f"{'':32} {'time':>8} {'x cp':>6} {'peak RSS':>10}")
+    for label, dt, rss in results:
+        print(f"{label:32} {dt:7.2f}s {dt / cp_time:6.2f} {rss:8.0f} MB")
+    ckd = results[1]
+    print(f"\ntargets (ckptdoctor convert): <= 1.5x cp time: {'met' if ckd[1] <= 1.5 * cp_time else 'NOT met'} "
+          f"({ckd[1] / cp_time:.2f}x); peak RSS < 100 MB: {'met' if ckd[2] < 100 else 'NOT met'} ({ckd[2]:.0f} MB)")
+    if not args.keep:
+        for _label, _argv, out in runs:
+            if out.exists():
+                out.unlink()
+
+
+if __name__ == "__main__":
+    main()
