@@ -116,3 +116,17 @@ def test_convert_defaults(tmp_path, fixtures):
     assert r.returncode == 0 and "(legacy, for torch 1.5)" in r.stdout
     r = run_cli("convert", str(fixtures["dtypes"]["zip"]), "-o", str(tmp_path / "old2.pt"), "--torch", "1.5")
     assert r.returncode == 2 and "complex64 (torch >= 1.6)" in r.stderr and not (tmp_path / "old2.pt").exists()
+
+
+def test_explicit_steps_warn_when_the_result_still_needs_weights_only_false(tmp_path, whole):
+    r = run_cli("fix", str(whole), "-o", str(tmp_path / "o.pt"), "--step", "to-cpu")
+    assert r.returncode == 0 and "add --step weights-only-safe" in r.stdout
+
+
+def test_safetensors_from_torch_files_say_format_pt(tmp_path, fixtures):
+    from safetensors import safe_open
+
+    out = tmp_path / "v.safetensors"
+    convert_file(str(fixtures["views"]["zip"]), str(out))
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata() == {"format": "pt"}

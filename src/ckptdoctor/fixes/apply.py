@@ -28,6 +28,7 @@ from ckptdoctor.fixes.plan import (
     default_container,
     parse_version,
 )
+from ckptdoctor.fixes.safe import needs_weights_only_safe
 from ckptdoctor.fixes.verify import Hasher, Verification, expected_signatures, verify_file
 
 RECORD_SUFFIX = ".changes.json"
@@ -98,6 +99,11 @@ def run(in_path: str, out_path: str, plan: PlanMaker, *, target: str | None = No
         the_plan, changes = plan(tree)
         if tree.container != "safetensors":
             changes.extend(script_modules_to_state_dicts(tree))
+            if needs_weights_only_safe(tree.root, tree.target):
+                tree.notes.append(f"the result still holds objects torch {tree.target} refuses with weights_only=True "
+                                  f"(add --step weights-only-safe, or load it with weights_only=False)")
+        elif tree.metadata is None:
+            tree.metadata = {"format": "pt"}  # what safetensors.torch writes; transformers requires it
         check_target(tree)
         result = FixResult(in_path, out_path, ckpt.format, tree.container, str(tv),
                            steps=[(s.id, s.describe()) for s in the_plan.steps], changes=changes)
