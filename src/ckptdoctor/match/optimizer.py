@@ -82,20 +82,24 @@ def parse(path: str, value: Any) -> SavedOptimizer | None:
     return SavedOptimizer(path, groups, ids, state)
 
 
-def parameter_names(c: Candidate) -> tuple[list[str], bool]:
-    """The model's parameters in ``named_parameters()`` order, and whether that is known (not guessed)."""
+def parameter_names(c: Candidate, want: int | None = None) -> tuple[list[str], bool]:
+    """The model's parameters in ``named_parameters()`` order, and whether that is known (not guessed).
+
+    A state_dict does not say which entries are parameters; the guesses, most likely first, are: float
+    tensors that are not BatchNorm statistics; every tensor but those statistics; every float tensor.
+    With ``want`` (the number of parameters an optimizer holds) the first guess of that size wins.
+    """
     if c.params is not None:
         return list(c.params), True
-    out = []
-    for k, e in c.entries.items():
-        if not e.tensor or e.shape is None:
-            continue
-        if k.rsplit(".", 1)[-1] in BUFFER_LEAVES:
-            continue
-        if e.dtype and not e.dtype.startswith(FLOAT_DTYPES):
-            continue
-        out.append(k)
-    return out, False
+    tensors = [k for k, e in c.entries.items() if e.tensor and e.shape is not None]
+    not_stats = [k for k in tensors if k.rsplit(".", 1)[-1] not in BUFFER_LEAVES]
+    floats = [k for k in tensors if not c.entries[k].dtype or c.entries[k].dtype.startswith(FLOAT_DTYPES)]
+    guesses = [[k for k in not_stats if k in set(floats)], not_stats, floats, tensors]
+    if want is not None:
+        for g in guesses:
+            if len(g) == want:
+                return g, False
+    return guesses[0], False
 
 
 @dataclass
@@ -135,10 +139,12 @@ class OptimizerReport:
     resized: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     names_known: bool = False
+    target_guessed: bool = False  # the target's parameter list is a guess from its keys
 
     def to_json(self) -> dict[str, Any]:
         return {"path": self.path, "optimizer": self.kind, "saved_group_sizes": self.saved_sizes,
                 "target_parameters": self.target_params, "names_known": self.names_known,
+                "target_parameters_guessed": self.target_guessed,
                 "added": self.added, "removed": self.removed, "resized": self.resized,
                 "slots": [s.to_json() for s in self.slots], "findings": [f.to_dict() for f in self.findings]}
 
@@ -148,9 +154,9 @@ def _saved_names(opt: SavedOptimizer, src: Candidate, key_map: Any) -> tuple[lis
     named = opt.param_names()
     if named is not None and len(named) == len(opt.ids):
         return [key_map(n) for n in named], True
-    params, known = parameter_names(src)
-    shapes = [src.entries[p].shape for p in params]
     n = len(opt.ids)
+    params, known = parameter_names(src, n)
+    shapes = [src.entries[p].shape for p in params]
     if len(params) == n:
         agree = all(opt.state_shape(i) in (None, shapes[i]) for i in range(n))
         if agree:
@@ -180,10 +186,12 @@ def _layers(keys: list[str]) -> list[str]:
 
 def check_fit(opt: SavedOptimizer, src: Candidate, target: Candidate, key_map: Any,
               target_sizes: list[int] | None, drop_fix: Fix) -> OptimizerReport:
-    t_params, t_known = parameter_names(target)
+    t_params, t_known = parameter_names(target, sum(target_sizes) if target_sizes else None)
+    guessed = not t_known and not (target_sizes and len(t_params) == sum(target_sizes))
     t_shapes = {k: target.entries[k].shape for k in t_params}
     saved_names, names_known = _saved_names(opt, src, key_map)
-    rep = OptimizerReport(opt.path, F.identify(opt.group_keys()), opt.sizes, len(t_params), names_known=names_known)
+    rep = OptimizerReport(opt.path, F.identify(opt.group_keys()), opt.sizes, len(t_params), names_known=names_known,
+                          target_guessed=guessed)
     n = len(opt.ids)
     for i in range(max(n, len(t_params))):
         sn = saved_names[i] if i < n else None
@@ -201,28 +209,32 @@ def check_fit(opt: SavedOptimizer, src: Candidate, target: Candidate, key_map: A
     where = f"optimizer state {opt.path!r}"
     ev: dict[str, Any] = {"path": opt.path, "saved_group_sizes": opt.sizes, "target_group_sizes": want}
     changed = describe_changes(rep)
+    sev, blocks = (Severity.WARNING, False) if guessed else (Severity.ERROR, True)
+    if guessed:
+        changed += (" (The target's parameters are guessed from its keys: a state_dict does not say which "
+                    "entries are parameters and which are buffers; give a model as --to module:callable to know.)")
     if len(opt.sizes) != len(want):
         rep.findings.append(Finding(
-            "CKD-OPT-GROUPS", Severity.ERROR,
+            "CKD-OPT-GROUPS", sev,
             f"{where}: {len(opt.sizes)} parameter group(s) saved, the optimizer has {len(want)}",
             "optimizer.load_state_dict raises 'loaded state dict has a different number of parameter groups'. "
             "Build the optimizer with the same groups (e.g. the same backbone/head split or no-weight-decay "
-            "group) as when it was saved, or load the weights only." + changed, ev, drop_fix, blocks_load=True))
+            "group) as when it was saved, or load the weights only." + changed, ev, drop_fix, blocks_load=blocks))
     elif opt.sizes != want:
         rep.findings.append(Finding(
-            "CKD-OPT-PARAMS", Severity.ERROR,
+            "CKD-OPT-PARAMS", sev,
             f"{where}: {sum(opt.sizes)} parameters saved, the model has {sum(want)}"
             + (f" (groups {opt.sizes} vs {want})" if len(want) > 1 else ""),
             "optimizer.load_state_dict raises \"loaded state dict contains a parameter group that doesn't match "
             "the size of optimizer's group\": the model changed after the optimizer was saved." + changed,
-            {**ev, "added": rep.added, "removed": rep.removed}, drop_fix, blocks_load=True))
+            {**ev, "added": rep.added, "removed": rep.removed}, drop_fix, blocks_load=blocks))
     bad = [s for s in rep.slots[: min(n, len(t_params))] if s.saved_shape is not None and s.target_shape is not None
            and s.saved_shape != s.target_shape]
     if bad:
         first = bad[0]
         silent = opt.sizes == want
         rep.findings.append(Finding(
-            "CKD-OPT-STATE-SHAPES", Severity.ERROR,
+            "CKD-OPT-STATE-SHAPES", sev,
             f"{where}: saved state for {len(bad)} parameter(s) has the wrong shape, first at position "
             f"{first.index} ({first.target_name}: state {list(first.saved_shape or ())} vs parameter "
             f"{list(first.target_shape or ())})",
@@ -231,7 +243,7 @@ def check_fit(opt: SavedOptimizer, src: Candidate, target: Candidate, key_map: A
               "uses another layer's moments). " if silent else "even with matching counts it would belong "
               "to other layers. ")) + (f"Saved position {first.index} was {first.saved_name!r}. "
                                        if first.saved_name else "") + changed,
-            {**ev, "positions": [s.to_json() for s in bad[:50]]}, drop_fix, blocks_load=silent))
+            {**ev, "positions": [s.to_json() for s in bad[:50]]}, drop_fix, blocks_load=silent and blocks))
     return rep
 
 
