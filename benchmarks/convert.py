@@ -111,6 +111,7 @@ def main() -> None:
         ("torch.load + save_file", [sys.executable, "-c", TORCH_PATH, str(src), str(outs["torch"]) + ".safetensors"],
          Path(str(outs["torch"]) + ".safetensors")),
     ]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     warm(src)
     settle()
     subprocess.run(["cp", str(src), str(outs["cp"])], check=True)  # warm-up write, not measured
@@ -121,7 +122,8 @@ def main() -> None:
         settle()
         results.append(measure(label, argv, out))
     cp_time = results[0][1]
-    print(f"\ninput: {src} ({size / 1e9:.2f} GB), one run each, fresh process, source in page cache")
+    print(f"\ninput: {src} ({size / 1e9:.2f} GB), one run each, fresh process, source in page cache; "
+          f"{os.cpu_count()} CPUs, load average before: {load}")
     print(f"{'':32} {'time':>8} {'x cp':>6} {'peak RSS':>10}")
     for label, dt, rss in results:
         print(f"{label:32} {dt:7.2f}s {dt / cp_time:6.2f} {rss:8.0f} MB")

@@ -221,8 +221,8 @@ class _Converter:
             return self.value(items + list(o.listitems), path, depth + 1)
         out: dict[str, Any] = {"__class__": name}
         self.memo[id(o)] = out
-        args = o.args[1:] if o.how == "reduce" and _is_reconstructor(o) else o.args
-        if args and not (o.how.startswith("newobj") and args == (o.callee,)):
+        args = () if _is_reconstructor(o) else o.args  # copyreg._reconstructor(cls, object, None): no data
+        if args:
             out["__args__"] = self.value(list(args), self._sub(path, "__args__"), depth + 1)
         if isinstance(o.state, dict) or (isinstance(o.state, tuple) and attrs):
             for k, x in attrs.items():
