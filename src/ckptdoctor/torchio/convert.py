@@ -11,7 +11,6 @@ class was not allowed becomes what its ``state_dict()`` would return.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import copyreg
 import pathlib
@@ -259,6 +258,8 @@ class Converter:
         name = g.canonical
         attrs = po.attrs
         if name == "argparse.Namespace" and not po.listitems and not po.dictitems:
+            import argparse
+
             ns = argparse.Namespace()
             self.memo[id(po)] = ns
             for k, x in attrs.items():
