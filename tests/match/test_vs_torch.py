@@ -44,15 +44,14 @@ def _trained() -> Any:
     return m
 
 
-def _ddp(model: Any) -> Any:
+def _ddp(model: Any, where: str) -> Any:
+    """A real DistributedDataParallel wrapper (gloo, one process, a file store beside the checkpoint)."""
     import torch.distributed as dist
 
     if not dist.is_available():
         pytest.skip("torch.distributed not available")
     if not dist.is_initialized():
-        store = os.path.join(os.environ.get("PYTEST_TMP_STORE", "/tmp"), f"ckd-match-store-{os.getpid()}")
-        if os.path.exists(store):
-            os.unlink(store)
+        store = os.path.join(where, "ddp-store")
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     return nn.parallel.DistributedDataParallel(model)
 
@@ -91,7 +90,8 @@ CASES = [
     Case("plain", lambda m, p: torch.save(m.state_dict(), p), "build", True, []),
     Case("dataparallel", lambda m, p: torch.save(nn.DataParallel(m).state_dict(), p), "build", True,
          [("module.", "")]),
-    Case("ddp", lambda m, p: torch.save(_ddp(m).state_dict(), p), "build", True, [("module.", "")]),
+    Case("ddp", lambda m, p: torch.save(_ddp(m, os.path.dirname(p)).state_dict(), p), "build", True,
+         [("module.", "")]),
     Case("compiled", lambda m, p: torch.save(torch.compile(m).state_dict(), p), "build", True,
          [("_orig_mod.", "")]),
     Case("lightning", _lit, "build", True, [("model.", "")], "state_dict"),
@@ -135,7 +135,6 @@ def _file_state_dict(path: str, rep: Any) -> Any:
 def test_match_agrees_with_torch_and_mapping_loads(case: Case, tmp_path: Any) -> None:
     from ckptdoctor.match import match
 
-    os.environ["PYTEST_TMP_STORE"] = str(tmp_path)
     trained = _trained()
     path = str(tmp_path / f"{case.name}.pt")
     case.save(trained, path)
@@ -271,3 +270,15 @@ def test_ema_key_option(tmp_path: Any) -> None:
     assert any(f.id == "CKD-MATCH-ALTERNATIVE" for f in rep.findings)
     rep = match(p, "match_models:build", key="ema")
     assert rep.source.where == "ema" and rep.mapping.transforms() == [("module.", "")]
+
+
+def test_cli_with_model_target_and_file_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    m = _trained()
+    p = str(tmp_path / "m.pt")
+    torch.save(m.state_dict(), p)
+    code, out, err = cli("match", p, "--to", "match_models:build")
+    assert code == 0, err + out
+    assert "all 22 keys match" in out
+    src = os.path.join(os.path.dirname(__file__), "match_models.py")
+    code, out, _ = cli("match", p, "--to", f"{src}:build_extra")
+    assert code == 1 and "extra.weight" in out

@@ -15,8 +15,10 @@ A model side (``module:callable``) imports the user's own code and calls it
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,7 +280,7 @@ def _shape(v: Any, path: str, key: Any) -> tuple[int, ...] | None:
 # ------------------------------------------------------------------------------------------------ model
 def from_model(spec: str) -> Side:
     """``module:callable`` -> call it (the user's own code) -> ``state_dict()`` of the model it returns."""
-    mod_name, _, attr = spec.partition(":")
+    mod_name, _, attr = spec.rpartition(":")
     if not mod_name or not attr:
         raise MatchInputError(f"--to {spec!r}: a model is given as module:callable (e.g. mypkg.models:build)")
     try:
@@ -288,7 +290,9 @@ def from_model(spec: str) -> Side:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        obj: Any = importlib.import_module(mod_name)
+        obj: Any = _import(mod_name)
+    except MatchInputError:
+        raise
     except Exception as e:  # noqa: BLE001 - the user's code: report, never a traceback
         raise MatchInputError(f"cannot import {mod_name!r}: {type(e).__name__}: {e}") from None
     for part in attr.split("."):
@@ -302,6 +306,22 @@ def from_model(spec: str) -> Side:
     if not isinstance(model, torch.nn.Module):
         raise MatchInputError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
     return Side("model", spec, [model_candidate(model)])
+
+
+def _import(name: str) -> Any:
+    """A module by dotted name, or a ``path/to/file.py`` (imported under its file name)."""
+    if name.endswith(".py"):
+        if not os.path.isfile(name):
+            raise MatchInputError(f"no such file: {name}")
+        mod = os.path.splitext(os.path.basename(name))[0]
+        spec = importlib.util.spec_from_file_location(mod, name)
+        if spec is None or spec.loader is None:
+            raise MatchInputError(f"cannot import {name}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod] = module
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(name)
 
 
 def model_candidate(model: Any) -> Candidate:
@@ -334,6 +354,7 @@ def load_side(spec: str) -> Side:
         if spec.lower().endswith(".json"):
             return from_json(spec)
         return from_checkpoint(spec)
-    if ":" in spec and not spec.startswith(("/", ".")) and "://" not in spec:
+    mod, sep, attr = spec.rpartition(":")
+    if sep and attr and "://" not in spec and (mod.endswith(".py") or re.fullmatch(r"[A-Za-z_][\w.]*", mod)):
         return from_model(spec)
     raise MatchInputError(f"no such file: {spec} (a target is a checkpoint, a .json key list or module:callable)")
