@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.match.conftest import cli, tload, torch_verdict
 
 torch = pytest.importorskip("torch", reason="torch (test extra) not installed")
@@ -282,3 +284,43 @@ def test_cli_with_model_target_and_file_path(tmp_path: Any, monkeypatch: pytest.
     src = os.path.join(os.path.dirname(__file__), "match_models.py")
     code, out, _ = cli("match", p, "--to", f"{src}:build_extra")
     assert code == 1 and "extra.weight" in out
+
+
+@settings(max_examples=40, deadline=None)
+@given(drop=st.sets(st.integers(0, 21), max_size=6), extra=st.lists(st.sampled_from(
+    ["layer1", "layer1.bn.extra", "fc.weight.x", "zzz.w", "layer2.submodule", "stem.bias.0"]), max_size=3, unique=True),
+    resize=st.sets(st.integers(0, 21), max_size=3), prefix=st.sampled_from(["", "module.", "model.", "_orig_mod."]),
+    plain=st.booleans())
+def test_random_state_dicts_agree_with_torch(drop: set, extra: list, resize: set, prefix: str, plain: bool) -> None:
+    import tempfile
+    from collections import OrderedDict
+
+    from ckptdoctor.match import match
+
+    base = mm.Net().state_dict()
+    sd = OrderedDict()
+    for i, (k, v) in enumerate(base.items()):
+        if i in drop:
+            continue
+        if i in resize and v.dim() > 0:
+            v = torch.zeros(v.shape[0] + 1, *v.shape[1:], dtype=v.dtype)
+        sd[prefix + k] = v
+    for k in extra:
+        sd[prefix + k] = torch.zeros(2)
+    if not plain:
+        sd._metadata = OrderedDict((prefix + k if k else k, m) for k, m in base._metadata.items())  # type: ignore
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "x.pt")
+        torch.save(sd if not plain else dict(sd), p)
+        rep = match(p, "match_models:build")
+        missing, unexpected, sizes = torch_verdict(mm.Net(), tload(p, weights_only=True))
+        assert set(rep.as_saved.missing) == missing
+        assert set(rep.as_saved.unexpected) == unexpected
+        assert {k for k, _, _ in rep.as_saved.shape_mismatch} == sizes
+        if not rep.mapping.is_identity:
+            out = os.path.join(d, "y.pt")
+            code, o, e = cli("fix", p, "-o", out, *rep.mapping.to_fix_args())
+            assert code == 0, e + o
+            fm, fu, fs = torch_verdict(mm.Net(), tload(out, weights_only=True))
+            assert (set(rep.final.missing), set(rep.final.unexpected)) == (fm, fu)
+            assert {k for k, _, _ in rep.final.shape_mismatch} == fs

@@ -240,10 +240,7 @@ def _propose(us: list[str], ut: list[str]) -> list[Rule]:
 
 def infer_rules(src: dict[str, Entry], tgt: dict[str, Entry]) -> tuple[list[Rule], Score]:
     rules: list[Rule] = []
-    best = score(src, tgt, rules)
-    assert best is not None or len(set(src)) != len(src)
-    if best is None:
-        best = Score(0, 0, 0)
+    best = score(src, tgt, rules) or Score(0, 0, 0)  # no rules: keys are a dict's, never collide
     for _ in range(MAX_RULES):
         mapped = [_apply(rules, k) for k in src]
         mapped_set = set(mapped)

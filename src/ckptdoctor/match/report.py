@@ -113,8 +113,6 @@ def _findings(rep: MatchReport) -> list[Finding]:
             {"missing": a.missing, "unexpected": a.unexpected, "mapping": m.to_json()},
             Fix("; ".join(m.describe()), command=fix_prefix, python=m.python() or None) if not m.is_identity else None,
             blocks_load=True))
-    elif m.extract and a.loads_strict:
-        pass
     for bug in rep.inference.replace_bugs:
         if bug.mangled:
             ex = next(iter(bug.mangled.items()))
