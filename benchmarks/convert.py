@@ -77,17 +77,29 @@ def settle() -> None:
         time.sleep(0.05)
 
 
+TIME = "/usr/bin/time"  # GNU time: its child's peak RSS is the command's own (wait4 on a child of
+# this Python would also count the pages it shared with this process before exec)
+
+
 def measure(label: str, argv: list[str], out: Path) -> tuple[str, float, float]:
+    """(label, wall seconds, peak RSS in MB) of one run in a fresh process."""
     if out.exists():
         out.unlink()
+    use_time = os.path.exists(TIME)
+    full = [TIME, "-f", "@@%e %M", *argv] if use_time else argv
     t0 = time.perf_counter()
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t0
     err = p.stderr.read().decode() if p.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{label} failed: {err.strip()}")
-    return label, dt, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    rss_kb = float(usage.ru_maxrss)
+    if use_time:
+        line = [x for x in err.splitlines() if x.startswith("@@")][-1]
+        secs, rss = line[2:].split()
+        dt, rss_kb = float(secs), float(rss)  # time's own clock excludes our fork/exec overhead
+    return label, dt, rss_kb / 1024
 
 
 def main() -> None:

@@ -130,3 +130,26 @@ def test_safetensors_from_torch_files_say_format_pt(tmp_path, fixtures):
     convert_file(str(fixtures["views"]["zip"]), str(out))
     with safe_open(str(out), "pt") as f:
         assert f.metadata() == {"format": "pt"}
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_file(tmp_path):
+    """A 400 MB checkpoint converts (and verifies) in a process that stays under 100 MB."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "big.pt"
+    subprocess.run([sys.executable, "-c", "import torch,sys; torch.save({f'w{i}': torch.randn(1 << 22) for i in "
+                    "range(25)}, sys.argv[1])", str(src)], check=True)
+    for out in ("big.safetensors", "big_zip.pt", "big_legacy.pt"):
+        kind = "legacy" if "legacy" in out else ("zip" if "zip" in out else "safetensors")
+        # the child reports VmHWM (its own peak RSS since exec; wait4's ru_maxrss would also count
+        # what it shared with this big pytest process before exec)
+        code = ("import atexit, sys; from ckptdoctor.cli import main; atexit.register(lambda: sys.stderr.write("
+                "'HWM ' + open('/proc/self/status').read().split('VmHWM:')[1].split()[0] + '\\n')); main()")
+        r = subprocess.run([sys.executable, "-c", code, "convert", str(src), "-o", str(tmp_path / out), "--to", kind],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        hwm_kb = int(r.stderr.split("HWM ")[1].split()[0])
+        assert hwm_kb < 100 * 1024, (out, hwm_kb)
+        (tmp_path / out).unlink()

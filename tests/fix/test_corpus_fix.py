@@ -83,8 +83,10 @@ def test_fix_makes_weights_only_loads_work(tmp_path, row):
         pytest.skip("no corpus")
     truth = corpus_truth(row["file"])
     out = tmp_path / "fixed.pt"
+    before = hashlib.sha256(_file(row["file"]).read_bytes()).hexdigest()
     r = run_cli("fix", str(_file(row["file"])), "-o", str(out))
     assert r.returncode == 0, r.stderr
+    assert hashlib.sha256(_file(row["file"]).read_bytes()).hexdigest() == before  # input untouched
     assert "every sha256 identical" in r.stdout
     got = flatten(load(out))  # weights_only=True
     want = _expected_paths(row, truth)

@@ -68,6 +68,10 @@ def fix(
     from ckptdoctor.fixes.steps import make_step
 
     def go():
+        if key and not extract and "extract-state-dict" not in (step or []):
+            from ckptdoctor.fixes.plan import FixError
+
+            raise FixError("--key names the entry to extract: use it with --extract-state-dict")
         steps = None
         if extract or step or rename:
             steps = []
