@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import collections
+import io
 import pathlib
+import pickle
 import struct
+import tarfile
 import warnings
 import zipfile
 from typing import Any
@@ -221,3 +224,87 @@ def big_endian_copy(torch: Any, src: pathlib.Path, dst: pathlib.Path) -> None:
                     n = len(data) // size
                     data = struct.pack(f">{n}{fmt}", *struct.unpack(f"<{n}{fmt}", data))
             zout.writestr(info.filename, data)
+
+
+class _StorageRef:
+    """Pickles as a persistent id (see the picklers below)."""
+
+    def __init__(self, pid: Any) -> None:
+        self.pid = pid
+
+
+class _TensorCall:
+    """Pickles as torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())."""
+
+    def __init__(self, torch: Any, ref: _StorageRef, offset: int, size: tuple, stride: tuple) -> None:
+        self.args = (ref, offset, size, stride, False, collections.OrderedDict())
+        self.fn = torch._utils._rebuild_tensor_v2
+
+    def __reduce__(self):
+        return (self.fn, self.args)
+
+
+def _pickler(buf: Any) -> pickle.Pickler:
+    class P(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return obj.pid if isinstance(obj, _StorageRef) else None
+
+    return P(buf, protocol=2)
+
+
+def make_legacy_with_views(torch: Any, path: Any) -> None:
+    """A legacy-stream file whose tensors use storage *views* (pre-1.0 torch wrote these)."""
+    root = np.arange(10, dtype=np.float32)
+    other = np.array([7, 8, 9], dtype=np.int64)
+    v1 = _StorageRef(("storage", torch.FloatStorage, "100", "cpu", 10, ("101", 2, 5)))  # root[2:7]
+    v2 = _StorageRef(("storage", torch.FloatStorage, "100", "cpu", 10, ("102", 6, 4)))  # root[6:10]
+    whole = _StorageRef(("storage", torch.FloatStorage, "100", "cpu", 10, None))
+    ints = _StorageRef(("storage", torch.LongStorage, "200", "cpu", 3, None))
+    obj = collections.OrderedDict([
+        ("whole", _TensorCall(torch, whole, 0, (10,), (1,))),
+        ("v1", _TensorCall(torch, v1, 1, (2, 2), (2, 1))),
+        ("v2", _TensorCall(torch, v2, 0, (4,), (1,))),
+        ("v1_again", _TensorCall(torch, v1, 0, (5,), (1,))),
+        ("ints", _TensorCall(torch, ints, 0, (3,), (1,))),
+    ])
+    buf = io.BytesIO()
+    for head in (0x1950A86A20F9469CFC6C, 1001,
+                 {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 8}}):
+        pickle.dump(head, buf, protocol=2)
+    _pickler(buf).dump(obj)
+    pickle.dump(["100", "200"], buf, protocol=2)
+    for arr in (root, other):
+        buf.write(struct.pack("<q", arr.size) + arr.tobytes())
+    pathlib.Path(path).write_bytes(buf.getvalue())
+
+
+def make_tar(torch: Any, path: Any) -> None:
+    """A torch 0.1.x tar checkpoint (docs/formats.md §2), with a storage view and tensors sharing storages."""
+    w = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    b = np.array([1.5, -2.0, 3.25, 4.0], dtype=np.float64)
+    storages = io.BytesIO()
+    pickle.dump(2, storages, protocol=2)
+    for key, arr, cls in ((101, w, torch.FloatStorage), (202, b, torch.DoubleStorage)):
+        pickle.dump((key, "cpu", cls), storages, protocol=2)
+        storages.write(struct.pack("<q", arr.size) + arr.tobytes())
+    pickle.dump([(303, 202, 1, 2)], storages, protocol=2)  # view 303 = storage 202[1:3]
+    tensors = io.BytesIO()
+    rows = ((1, 101, torch.FloatTensor, (3, 4), (4, 1), 0), (2, 101, torch.FloatTensor, (4, 3), (1, 4), 0),
+            (3, 202, torch.DoubleTensor, (2,), (1,), 1), (4, 303, torch.DoubleTensor, (2,), (1,), 0))
+    pickle.dump(len(rows), tensors, protocol=2)
+    for key, skey, cls, sizes, strides, off in rows:
+        pickle.dump((key, skey, cls), tensors, protocol=2)
+        tensors.write(struct.pack("<i4x", len(sizes)) + struct.pack(f"<{len(sizes)}q", *sizes)
+                      + struct.pack(f"<{len(sizes)}q", *strides) + struct.pack("<q", off))
+    obj = io.BytesIO()
+    _pickler(obj).dump(collections.OrderedDict([("w", _StorageRef("1")), ("w_t", _StorageRef("2")),
+                                                ("b_tail", _StorageRef("3")), ("b_view", _StorageRef("4")),
+                                                ("epoch", 7)]))
+    sys_info = pickle.dumps({"protocol_version": 1000, "little_endian": True,
+                             "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2)
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in (("sys_info", sys_info), ("pickle", obj.getvalue()), ("tensors", tensors.getvalue()),
+                           ("storages", storages.getvalue())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))

@@ -136,3 +136,24 @@ def test_unaligned_legacy_tensors_compute_correctly(case_file, torch):
     assert torch.equal(w @ w.t(), rw @ rw.t())
     assert torch.equal(w.sum(0), rw.sum(0))
     assert torch.equal(torch.nn.functional.linear(w, w), torch.nn.functional.linear(rw, rw))
+
+
+def test_legacy_storage_views(case_dir, torch):
+    from .cases import make_legacy_with_views
+
+    path = case_dir / "views-legacy.pt"
+    make_legacy_with_views(torch, path)
+    got = ours(path)
+    assert_same(got, reference(torch, path))
+    assert got["v1"].tolist() == [[3.0, 4.0], [5.0, 6.0]]
+
+
+def test_tar_checkpoints(case_dir, torch):
+    from .cases import make_tar
+
+    path = case_dir / "old.tar"
+    make_tar(torch, path)
+    got = ours(path)
+    assert_same(got, reference(torch, path))
+    assert got["w"].untyped_storage().data_ptr() == got["w_t"].untyped_storage().data_ptr()
+    assert got["b_view"].tolist() == [-2.0, 3.25]
