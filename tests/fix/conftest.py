@@ -71,12 +71,13 @@ def fixture_objects(torch) -> dict:
     from fix.fixmodels import make_model
 
     objs["model_state_dict"] = make_model().state_dict()
+    objs["meta"] = {"m": torch.empty(2, 3, device="meta"), "real": r(2)}
     objs["sparse"] = {"coo": torch.sparse_coo_tensor(torch.tensor([[0, 1, 2], [2, 0, 1]]), r(3), (3, 3)),
                       "csr": torch.tensor([[0.0, 1.0], [2.0, 0.0]]).to_sparse_csr()}
     return objs
 
 
-NO_SAFETENSORS = {"sparse", "complex128"}  # refused with a one-line reason
+NO_SAFETENSORS = {"sparse", "complex128", "meta"}  # refused with a one-line reason
 
 
 @pytest.fixture(scope="session")

@@ -40,7 +40,8 @@ def test_safetensors_round_trip(fixtures, tmp_path, name, in_kind):
 
 
 @pytest.mark.parametrize(("name", "why"), [("sparse", "sparse_coo tensors cannot be stored in safetensors"),
-                                           ("complex128", "dtype complex128 has no safetensors code")])
+                                           ("complex128", "dtype complex128 has no safetensors code"),
+                                           ("meta", "a tensor without data")])
 def test_safetensors_refusals_are_clean(fixtures, tmp_path, name, why):
     out = tmp_path / f"{name}.safetensors"
     with pytest.raises(CkptdoctorError, match=why):
