@@ -75,3 +75,17 @@ def broken() -> Net:
 
 
 not_callable = 3
+
+
+class Vocoder(nn.Module):
+    """Old checkpoints of weight-normed layers hold weight_g/weight_v; the parametrization loads them."""
+
+    def __init__(self, new: bool = True) -> None:
+        super().__init__()
+        wn = nn.utils.parametrizations.weight_norm if new else nn.utils.weight_norm
+        self.conv = wn(nn.Conv1d(2, 3, 3))
+        self.out = nn.Linear(3, 2)
+
+
+def build_vocoder() -> Vocoder:
+    return Vocoder()

@@ -324,3 +324,28 @@ def test_random_state_dicts_agree_with_torch(drop: set, extra: list, resize: set
             fm, fu, fs = torch_verdict(mm.Net(), tload(out, weights_only=True))
             assert (set(rep.final.missing), set(rep.final.unexpected)) == (fm, fu)
             assert {k for k, _, _ in rep.final.shape_mismatch} == fs
+
+
+def test_model_load_hooks_are_asked(tmp_path: Any) -> None:
+    """weight_norm's parametrization converts old weight_g/weight_v keys: torch loads it, so must match."""
+    from ckptdoctor.match import match
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = mm.Vocoder(new=False)
+    for name, sd in (("plain", old.state_dict()), ("dp", nn.DataParallel(old).state_dict())):
+        p = str(tmp_path / f"{name}.pt")
+        torch.save(sd, p)
+        rep = match(p, "match_models:build_vocoder")
+        new = mm.build_vocoder()
+        missing, unexpected, _ = torch_verdict(new, tload(p, weights_only=True))
+        assert (set(rep.as_saved.missing), set(rep.as_saved.unexpected)) == (missing, unexpected)
+        assert any(f.id == "CKD-MATCH-TORCH-HOOKS" for f in rep.findings)
+        if name == "plain":
+            assert rep.ok and rep.mapping.is_identity
+        else:
+            assert rep.mapping.transforms() == [("module.", "")] and rep.final.loads_strict
+            out = str(tmp_path / "fixed.pt")
+            code, o, e = cli("fix", p, "-o", out, *rep.mapping.to_fix_args())
+            assert code == 0, e + o
+            mm.build_vocoder().load_state_dict(tload(out, weights_only=True), strict=True)

@@ -67,6 +67,7 @@ class Candidate:
     #: prefixes of norm layers that fill a missing num_batches_tracked (None: unknown, guess from keys)
     norm_prefixes: set[str] | None = None
     rank: tuple[int, ...] = ()  # preference (lower first) among equally good candidates
+    module: Any = field(default=None, repr=False, compare=False)  # the live nn.Module of a model target
 
     @property
     def where(self) -> str:
@@ -345,7 +346,7 @@ def model_candidate(model: Any) -> Candidate:
     meta = getattr(sd, "_metadata", None)
     versions = {str(k): v.get("version") for k, v in meta.items()} if isinstance(meta, dict) else None
     return Candidate([], entries, f"{type(model).__name__}.state_dict()", versions, params=params,
-                     module_types=types, norm_prefixes=norms)
+                     module_types=types, norm_prefixes=norms, module=model)
 
 
 def load_side(spec: str) -> Side:

@@ -14,6 +14,7 @@ from ckptdoctor.match.compare import Comparison, compare
 from ckptdoctor.match.group import summarize
 from ckptdoctor.match.keys import Candidate, Side
 from ckptdoctor.match.mapping import Inference, Mapping, apply_mapping, default_output
+from ckptdoctor.match.torchcheck import differs, torch_compare
 
 
 @dataclass
@@ -82,12 +83,34 @@ def build(ckpt: Side, target: Side, inference: Inference, *, torch: str | None =
     tgt = target.primary
     cand = inference.candidate
     as_saved = compare(cand.entries, cand.metadata, tgt)
+    hooks: list[str] = []
+    if tgt.module is not None:  # a live model: torch's own verdict wins where its load hooks differ
+        theirs = torch_compare(tgt, cand.entries, cand.metadata, as_saved)
+        if theirs is not None and differs(theirs, as_saved):
+            hooks = sorted(set(as_saved.missing + as_saved.unexpected) - set(theirs.missing + theirs.unexpected))
+            as_saved = theirs
+            if as_saved.loads_strict and inference.mapping.renames_keys:  # nothing to rename after all
+                inference.mapping.rules, inference.mapping.renames = [], {}
     after = None
     if inference.mapping.renames_keys:
         entries, meta = apply_mapping(cand, inference.mapping)
         after = compare(entries, meta, tgt)
+        if tgt.module is not None:
+            theirs = torch_compare(tgt, entries, meta, after)
+            if theirs is not None and differs(theirs, after):
+                hooks = sorted(set(hooks) | (set(after.missing + after.unexpected)
+                                             - set(theirs.missing + theirs.unexpected)))
+                after = theirs
     rep = MatchReport(ckpt, target, inference, as_saved, after, torch=torch)
     rep.findings = _findings(rep)
+    if hooks:
+        rep.findings.append(Finding(
+            "CKD-MATCH-TORCH-HOOKS", Severity.INFO,
+            f"the model's own load hooks accept {len(hooks)} key(s) a plain key comparison would not",
+            "The model converts these keys while loading (a load_state_dict pre-hook or a "
+            "_load_from_state_dict override, e.g. weight_norm's parametrization taking the old weight_g/"
+            "weight_v). The lists above are torch's own answer, asked with meta tensors.",
+            {"keys": hooks}))
     _optimizer_checks(rep)
     rep.findings.sort(key=lambda f: -int(f.severity))
     return rep
