@@ -7,6 +7,7 @@ then one record per key: little-endian i64 element count + the elements.
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any
 
@@ -92,6 +93,7 @@ def _read_legacy(ckpt: Checkpoint, source: ByteSource, limits: Limits, buf: Any,
 
     # Walk the raw records: each is an i64 count followed by count * itemsize bytes.
     pos = keys_p.end
+    _prefetch_headers(source, pos, [table.by_key.get(str(k)) for k in keys])
     for k in keys:
         st = table.by_key.get(str(k))
         if st is None:
@@ -125,6 +127,27 @@ def _read_legacy(ckpt: Checkpoint, source: ByteSource, limits: Limits, buf: Any,
     ckpt.details["data_end"] = pos
     if pos < source.size:
         ckpt.details["bytes_after_data"] = source.size - pos
+
+
+def _prefetch_headers(source: ByteSource, pos: int, storages: list[Storage | None]) -> None:
+    """Hint the OS to read every record header at once (where they are if each count matches the pickle).
+
+    On a cold page cache this turns one disk round trip per storage into about one for all of
+    them; the headers are still read and checked one by one below. Local files only.
+    """
+    fh = getattr(source, "_fh", None)
+    advise = getattr(os, "posix_fadvise", None)
+    if fh is None or advise is None:
+        return
+    try:
+        fd = fh.fileno()
+        for st in storages[:100_000]:
+            if st is None or pos >= source.size:
+                return
+            advise(fd, pos, 8, os.POSIX_FADV_WILLNEED)
+            pos += 8 + st.nbytes
+    except (OSError, ValueError):
+        return
 
 
 def _expected_end(table: StorageTable, keys: list, start: int) -> int:
