@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ from ckptdoctor.writers.torchpickle import WriteError
 
 QUANT_CARRIER = {"qint8": "int8", "quint8": "uint8", "qint32": "int32", "quint4x2": "uint8", "quint2x4": "uint8"}
 QUANT_KEY = "ckptdoctor.quantization"
+COPY_THREADS = 2
 
 
 @dataclass
@@ -145,15 +147,22 @@ def write_safetensors(root: Any, out: OutFile, *, metadata: dict[str, Any] | Non
     raw += b" " * ((-(8 + len(raw))) % 8)
     layout.header_size = len(raw)
     out.write(struct.pack("<Q", len(raw)) + raw)
-    for i in order:
-        t = items[i][1]
-        start = out.pos
-        if any(value_flags(t)):
-            for piece in resolved_chunks(t):
-                out.write(piece)
-        else:
-            out.copy_tensor(t)
-        if out.pos - start != t.nbytes:
-            raise WriteError(f"{items[i][0]}: wrote {out.pos - start} bytes, expected {t.nbytes}")
-        layout.storage_bytes += t.nbytes
+    base = out.pos
+    # Every tensor's place is known: copy them on two threads, each with its own pread/pwrite buffer.
+    with ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="ckptdoctor-copy") as pool:
+        jobs = []
+        for i in order:
+            name, t = items[i]
+            begin, end = offsets[i]
+            if any(value_flags(t)):
+                job = pool.submit(out.write_at, base + begin, resolved_chunks(t))
+            else:
+                job = pool.submit(out.tensor_at, t, base + begin)
+            jobs.append((name, base + end, job))
+        for name, want_end, job in jobs:
+            got_end = job.result()
+            if got_end != want_end:
+                raise WriteError(f"{name}: wrote up to byte {got_end}, expected {want_end}")
+    out.seek(base + pos)
+    layout.storage_bytes = pos
     return layout

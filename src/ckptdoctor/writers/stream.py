@@ -180,6 +180,29 @@ class OutFile:
             os.lseek(self.fd, self.pos, os.SEEK_SET)
         return done
 
+    def write_at(self, pos: int, pieces: Any) -> int:
+        """pwrite ``pieces`` from ``pos`` on (no shared file position: safe from several threads).
+
+        Returns the end offset. Does not move :attr:`pos`; see :meth:`seek`.
+        """
+        for piece in pieces:
+            mv = memoryview(piece)
+            while len(mv):
+                k = os.pwrite(self.fd, mv, pos)
+                mv = mv[k:]
+                pos += k
+        return pos
+
+    def seek(self, pos: int) -> None:
+        self.pos = os.lseek(self.fd, pos, os.SEEK_SET)
+
+    def tensor_at(self, t: TensorRecord, pos: int) -> int:
+        """Write a tensor's C-order bytes at ``pos`` (thread-safe); returns the end offset."""
+        region = tensor_region(t)
+        if region is not None:
+            return self.write_at(pos, iter_region(*region))
+        return self.write_at(pos, t.iter_contiguous_bytes(CHUNK))
+
     def copy_tensor(self, t: TensorRecord, *, crc: bool = False) -> int:
         """Append a tensor's bytes in C order (contiguous: one region; else row blocks)."""
         region = tensor_region(t)
