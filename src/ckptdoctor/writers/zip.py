@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ckptdoctor.writers.stream import OutFile
+from ckptdoctor.writers.stream import OutFile, storage_region
 from ckptdoctor.writers.torchpickle import TorchPickler
 
 U32 = 0xFFFFFFFF
@@ -163,16 +163,10 @@ def write_zip(root: Any, out: OutFile, *, archive_name: str, numpy_module: str =
     z.add(".storage_alignment", str(ALIGNMENT).encode())
     z.add("byteorder", b"little")
     for e in tp.storages:
-        src, off, n = _region(e)
+        src, off, n = storage_region(e.storage, e.nbytes)
         z.add_stream(f"data/{e.key}", n, lambda src=src, off=off, n=n: out.copy_region(src, off, n, crc=True))
         z.layout.storage_bytes += n
     z.layout.storages = len(tp.storages)
     z.add("version", FILE_FORMAT_VERSION.encode())
     z.finish()
     return z.layout
-
-
-def _region(e: Any) -> tuple[Any, int, int]:
-    from ckptdoctor.writers.stream import storage_region
-
-    return storage_region(e.storage, e.nbytes)
