@@ -238,3 +238,21 @@ def test_python2_corpus_file_is_written_without_py2_strings(tmp_path):
     ops = {op.name for op, _a, _p in pickletools.genops(data[data.index(b"\x80\x02", 140):])}
     assert not ops & {"SHORT_BINSTRING", "BINSTRING", "STRING"}
     assert list(load(tmp_path / "o.pt")) == list(load(src))
+
+
+def test_tensor_subclass_becomes_a_plain_tensor_and_attributes_stay(tmp_path):
+    from fix.fixmodels import TaggedTensor
+
+    sub = torch.ones(3).as_subclass(TaggedTensor)
+    attr = torch.arange(4.0)
+    attr.note = "keep me"
+    grad = torch.zeros(2).as_subclass(TaggedTensor).requires_grad_()
+    src = save({"sub": sub, "attr": attr, "grad": grad}, tmp_path / "c.pt")
+    with pytest.raises(Exception, match="Weights only load failed"):
+        load(src)
+    r = fix(src, tmp_path / "o.pt")
+    got = load(tmp_path / "o.pt")
+    assert type(got["sub"]) is torch.Tensor and torch.equal(got["sub"], torch.ones(3))
+    assert got["attr"].note == "keep me" and torch.equal(got["attr"], attr)
+    assert got["grad"].requires_grad and type(got["grad"]) is torch.Tensor
+    assert sum("TaggedTensor -> torch.Tensor" in c.detail for c in r.changes) == 2

@@ -25,7 +25,7 @@ from packaging.version import Version
 
 from ckptdoctor import dtypes
 from ckptdoctor.fixes.plan import Change, Step, Tree
-from ckptdoctor.fixes.values import detached, memory_tensor, state_dict_of_module, state_dict_of_script
+from ckptdoctor.fixes.values import memory_tensor, state_dict_of_module, state_dict_of_script
 from ckptdoctor.model import Storage, TensorRecord
 from ckptdoctor.pickle.objects import DeviceValue, Global, OrderedDictValue, PickledObject
 from ckptdoctor.pickle.values import Layout, NumpyArray, TorchDType
@@ -160,10 +160,11 @@ class _Converter:
         sub = meta.get("subclass")
         if sub and not t.is_parameter:
             self.note("converted", path, f"tensor subclass {sub} -> torch.Tensor")
-            return detached(t) if not meta.get("attrs") else _without(t, "subclass")
+            t = _without(t, "subclass")
+            meta = t.metadata or {}
         if meta.get("attrs") and self.target < V("2.0"):
             self.note("converted", path, "tensor Python attributes dropped (weights_only reads them from torch 2.0)")
-            return _without(t, "attrs")
+            t = _without(t, "attrs")
         return t
 
     def _global(self, g: Global, path: str) -> Any:
