@@ -72,6 +72,7 @@ def storage_loader(z: ZipArchive, root: str, table: StorageTable, folders: tuple
 
                 st.locate = missing
                 return st
+            z.prefetch_header(entry)
             if entry.method != 0:
                 raise UnreadableFile(f"storage record {entry.name} is compressed; torch writes them stored",
                                      kind="corrupt")
