@@ -98,7 +98,9 @@ def test_safetensors_like_torch(tmp_path, torch):
 
 def test_in_memory_file_objects_load_too(case_file, torch):
     path = case_file("shared", "zip")
-    got = ours(io.BytesIO(path.read_bytes()))
+    buf = io.BytesIO(path.read_bytes())
+    got = ours(buf)
+    assert not buf.closed  # the caller's file object stays open, as with torch.load
     assert_same(got, reference(torch, path))
 
 

@@ -97,10 +97,7 @@ class Converter:
                 setattr(out, str(k), self(x, path + (str(k),)))
             return out
         if isinstance(v, dict):
-            if type(v) is dict:
-                out = memo[vid] = {}
-            else:  # a dict subclass from the core (none today): keep it a plain dict
-                out = memo[vid] = {}
+            out = memo[vid] = {}
             self._fill_dict(out, v, path)
             return out
         if isinstance(v, list):
@@ -333,7 +330,9 @@ class Converter:
                 inst = obj.__new__(obj, *args[1:])
             elif canon == "copyreg._reconstructor":
                 base, state0 = (args[1], args[2]) if len(args) == 3 else (object, None)
-                if base not in SAFE_GLOBALS.values() and self.options.lookup(po.args[1]) is None:
+                base_g = po.args[1] if len(po.args) == 3 else None
+                if base not in SAFE_GLOBALS.values() and not (isinstance(base_g, Global)
+                                                              and self.options.lookup(base_g) is not None):
                     return self.unknown(po.qualname, path, po=po)
                 inst = copyreg._reconstructor(obj, base, state0)
             elif po.how in ("newobj", "newobj_ex"):

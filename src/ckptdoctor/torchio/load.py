@@ -78,6 +78,7 @@ def load_with_info(f: Any, map_location: Any = None, *, allow: Any = (), on_unkn
 
     restore_location(torch, map_location)  # reject a bad map_location before reading anything
     ckpt = ckptdoctor.open(f)
+    owned = isinstance(f, (str, os.PathLike))  # a caller's file object stays open, as with torch.load
     name = os.path.basename(ckpt.path) if isinstance(ckpt.path, str) else str(ckpt.path)
     info = LoadInfo(path=ckpt.path, format=ckpt.format)
     try:
@@ -95,7 +96,8 @@ def load_with_info(f: Any, map_location: Any = None, *, allow: Any = (), on_unkn
             info.notes.append("a bare pickle, not a torch.save file: torch.load would refuse it "
                               "(invalid magic number); its data was loaded")
     finally:
-        ckpt.close()
+        if owned:
+            ckpt.close()
     tb = conv.tensors
     info.seconds = time.perf_counter() - t0
     info.tensors, info.parameters, info.quantized, info.sparse = tb.count, tb.parameters, tb.quantized, tb.sparse
