@@ -15,8 +15,6 @@ from typing import Any
 from ckptdoctor.errors import UnreadableFile
 from ckptdoctor.torchio.policy import NeedsTorch, Options, ReplacedObjectWarning
 
-# Formats whose value tree is what torch.load returns (after conversion).
-DIRECT = ("zip", "legacy", "tar", "safetensors")
 REFUSED = {
     "dcp": "a torch.distributed.checkpoint folder: load it with torch.distributed.checkpoint.load "
            "(ckptdoctor.load reads single files)",
