@@ -6,7 +6,8 @@ benchmark left in benchmarks/_work/, else writes its own there; gitignored)
 Each measurement is a fresh Python process (so peak RSS is that load's alone) that imports
 torch, loads the file and exits. torch.load uses mmap=True for zip (its fastest path) and its
 plain path for legacy files (torch cannot mmap those); ckptdoctor.load maps both. Reported per
-configuration (median of REPEATS processes): whole-process wall time, the load call alone
+configuration (median of REPEATS processes, interleaved): whole-process wall time (and its minimum and
+CPU time, steadier on a shared machine), the load call alone
 (including importing ckptdoctor), peak RSS (VmHWM) and how much the load added to the RSS the
 process had after ``import torch``. Three modes: warm page cache; cold page cache (the file's
 pages evicted with posix_fadvise before each run: the first load after a download or reboot);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"
-REPEATS = 5
+REPEATS = 7
 GIB = 1 << 30
 LAYERS = 64  # 64 x (4096 x 1024 float32 weight + bias + norm) ~= 1.07 GB
 
@@ -134,14 +136,17 @@ def child_env() -> dict:
 def run(who: str, path: Path, fmt: str, touch: bool, cold: bool = False) -> dict:
     if cold:
         drop_cache(path)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", CHILD, who, str(path), fmt, "1" if touch else "0"],
                        capture_output=True, text=True, env=child_env())
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"{who} on {path} failed:\n{r.stderr}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
     out["wall_s"] = wall
+    out["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return out
 
 
@@ -170,6 +175,7 @@ def main() -> None:
                     rows[who].append(run(who, path, fmt, **kw))
             for who, got in rows.items():
                 results[(mode, fmt, who)] = {k: median(got, k) for k in got[0]}
+                results[(mode, fmt, who)]["wall_min_s"] = min(r["wall_s"] for r in got)
             if kw["cold"]:
                 warm(path)
     mb = 1 << 20
@@ -178,7 +184,7 @@ def main() -> None:
                                 for fmt, p in files.items()))
     print(f"python {sys.version.split()[0]}, torch {_torch_version()}, {os.cpu_count()} cores; median of "
           f"{REPEATS} fresh processes each\n")
-    head = f"{'':28} {'process':>9} {'load()':>9} {'peak RSS':>10} {'RSS added':>10}"
+    head = (f"{'':28} {'process':>9} {'(min)':>7} {'CPU':>7} {'load()':>9} {'peak RSS':>10} {'RSS added':>10}")
     for mode in MODES:
         print(mode + "\n" + head)
         for fmt in files:
@@ -187,7 +193,8 @@ def main() -> None:
                 how = ("torch.load(mmap=True)" if fmt == "zip" else "torch.load") if who == "torch" else \
                     "ckptdoctor.load"
                 load_s = r["load_s"] + r["touch_s"]
-                print(f"{fmt:6} {how:21} {r['wall_s']:8.2f}s {load_s:8.3f}s {r['peak_rss'] / mb:8.0f} MB "
+                print(f"{fmt:6} {how:21} {r['wall_s']:8.2f}s {r['wall_min_s']:6.2f}s {r['cpu_s']:6.2f}s "
+                      f"{load_s:8.3f}s {r['peak_rss'] / mb:8.0f} MB "
                       f"{(r['peak_rss'] - r['rss_after_import']) / mb:8.0f} MB")
         print()
     warm_mode, cold_mode = list(MODES)[:2]
@@ -196,9 +203,11 @@ def main() -> None:
         z_t, z_c = results[(mode, "zip", "torch")], results[(mode, "zip", "ckptdoctor")]
         l_t, l_c = results[(mode, "legacy", "torch")], results[(mode, "legacy", "ckptdoctor")]
         cache = "cold" if mode == cold_mode else "warm"
-        print(f"  [{cache}] zip: ckptdoctor / torch(mmap) = {z_c['wall_s'] / z_t['wall_s']:.2f}x whole process, "
+        print(f"  [{cache}] zip: ckptdoctor / torch(mmap) = {z_c['wall_s'] / z_t['wall_s']:.2f}x whole process "
+              f"(median; min {z_c['wall_min_s'] / z_t['wall_min_s']:.2f}x, CPU {z_c['cpu_s'] / z_t['cpu_s']:.2f}x), "
               f"{z_c['load_s'] / z_t['load_s']:.1f}x load call incl. importing ckptdoctor (target <= 1.2x)")
-        print(f"  [{cache}] legacy: torch / ckptdoctor = {l_t['wall_s'] / l_c['wall_s']:.1f}x whole process, "
+        print(f"  [{cache}] legacy: torch / ckptdoctor = {l_t['wall_s'] / l_c['wall_s']:.1f}x whole process "
+              f"(median; min {l_t['wall_min_s'] / l_c['wall_min_s']:.1f}x, CPU {l_t['cpu_s'] / l_c['cpu_s']:.1f}x), "
               f"{l_t['load_s'] / l_c['load_s']:.0f}x load call (target >= 5x); ckptdoctor peak RSS "
               f"{l_c['peak_rss'] / mb:.0f} MB, added by the load {(l_c['peak_rss'] - l_c['rss_after_import']) / mb:.0f}"
               f" MB (target < 200 MB; `import torch` alone: {l_c['rss_after_import'] / mb:.0f} MB)")
