@@ -77,6 +77,9 @@ def _read_legacy(ckpt: Checkpoint, source: ByteSource, limits: Limits, buf: Any,
                                               location=str(location), source=source, record=f"storage {key}"))
         if view_metadata is None:
             return root
+        if (not isinstance(view_metadata, tuple) or len(view_metadata) != 3
+                or not all(isinstance(x, int) and x >= 0 for x in view_metadata[1:])):
+            raise UnreadableFile(f"storage {key!r} has a malformed view {view_metadata!r:.100}", kind="corrupt")
         view_key, v_off, v_size = view_metadata
         view = Storage(key=str(view_key), dtype=root.dtype, numel=v_size, location=root.location, source=source,
                        record=f"view {view_key} of storage {key}")

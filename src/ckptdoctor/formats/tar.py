@@ -79,33 +79,45 @@ def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
         raise UnreadableFile("tar storages member is corrupt", kind="corrupt")
     for _ in range(n):
         r = run_pickle(buf, pos, limits=limits, base=base)
-        key, location, storage_type = r.value
+        key, location, storage_type = _fields(r.value, 3, "storage")
         pos = r.end
         dt = storage_dtype(storage_type)
         if pos + 8 > len(buf):
             raise TruncatedFile("tar storage record cut short", offset=base + len(buf))
         (count,) = struct.unpack("<q", buf[pos : pos + 8])
+        if count < 0:
+            raise UnreadableFile("tar storage record has a negative size", kind="corrupt")
         st = Storage(key=str(key), dtype=dt, numel=count, location=str(location), source=source,
                      record="storages", _span=(base + pos + 8, count * dt.itemsize))
         if pos + 8 + st.nbytes > len(buf):
             raise TruncatedFile("tar storage data cut short", offset=base + len(buf), needed=base + pos + 8 + st.nbytes)
-        objects[int(key)] = st
+        objects[_int_key(key)] = st
         pos += 8 + st.nbytes
     r = run_pickle(buf, pos, limits=limits, base=base)
-    for view_key, root_key, offset, size in r.value or []:
-        root = objects[int(root_key)]
+    views = r.value or []
+    if not isinstance(views, list):
+        raise UnreadableFile("tar storage view list is corrupt", kind="corrupt")
+    for view in views:
+        view_key, root_key, offset, size = _fields(view, 4, "storage view")
+        root = objects.get(_int_key(root_key))
+        if not isinstance(root, Storage) or not _nonneg(offset) or not _nonneg(size):
+            raise UnreadableFile(f"tar storage view {view_key} is corrupt", kind="corrupt")
         it = root.dtype.itemsize
-        objects[int(view_key)] = Storage(key=str(view_key), dtype=root.dtype, numel=size, location=root.location,
+        objects[_int_key(view_key)] = Storage(key=str(view_key), dtype=root.dtype, numel=size, location=root.location,
                                          source=source, record="storages",
                                          _span=(root.span()[0] + offset * it, size * it))
     # ---- tensors
     buf, base = member_bytes("tensors")
     res = run_pickle(buf, 0, limits=limits, base=base)
     pos = res.end
-    for _ in range(int(res.value)):
+    if not isinstance(res.value, int) or res.value < 0:
+        raise UnreadableFile("tar tensors member is corrupt", kind="corrupt")
+    for _ in range(res.value):
         r = run_pickle(buf, pos, limits=limits, base=base)
-        key, storage_key, tensor_type = r.value
+        key, storage_key, tensor_type = _fields(r.value, 3, "tensor")
         pos = r.end
+        if pos + 8 > len(buf):
+            raise UnreadableFile("tar tensor record is corrupt", kind="corrupt")
         (ndim,) = struct.unpack("<i", buf[pos : pos + 4])
         pos += 8
         if ndim < 0 or ndim > 64 or pos + 16 * ndim + 8 > len(buf):
@@ -114,12 +126,12 @@ def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
         strides = struct.unpack(f"<{ndim}q", buf[pos + 8 * ndim : pos + 16 * ndim])
         (offset,) = struct.unpack("<q", buf[pos + 16 * ndim : pos + 16 * ndim + 8])
         pos += 16 * ndim + 8
-        st = objects.get(int(storage_key))
+        st = objects.get(_int_key(storage_key))
         name = tensor_type.name if isinstance(tensor_type, Global) else str(tensor_type)
         dt = dtypes.from_storage_class(name.replace("Tensor", "Storage")) or (st.dtype if st else None)
         if st is None or dt is None:
             raise UnreadableFile(f"tar tensor {key} refers to unknown storage {storage_key}", kind="corrupt")
-        objects[int(key)] = TensorRecord(dt, tuple(sizes), tuple(strides), st, offset,
+        objects[_int_key(key)] = TensorRecord(dt, tuple(sizes), tuple(strides), st, offset,
                                          rebuild="tar", requires_grad=False)
 
     # ---- the object
@@ -128,7 +140,7 @@ def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
             return saved_id[0]  # (module class, source file, source)
         try:
             return objects[int(saved_id)]
-        except (KeyError, ValueError, TypeError):
+        except (KeyError, ValueError, TypeError, OverflowError):
             raise UnreadableFile(f"tar pickle refers to unknown object {saved_id!r:.40}", kind="corrupt") from None
 
     buf, base = member_bytes("pickle")
@@ -143,3 +155,21 @@ def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
     except UnreadableFile:
         pass
     ckpt.details["storages"] = n
+
+
+def _fields(value: Any, n: int, what: str) -> tuple:
+    """A record tuple of ``n`` fields, or a one-line corrupt-file error."""
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        raise UnreadableFile(f"tar {what} record is corrupt: {value!r:.80}", kind="corrupt")
+    return tuple(value)
+
+
+def _int_key(key: Any) -> int:
+    try:
+        return int(key)
+    except (TypeError, ValueError, OverflowError):
+        raise UnreadableFile(f"tar record key {key!r:.40} is not a number", kind="corrupt") from None
+
+
+def _nonneg(x: Any) -> bool:
+    return isinstance(x, int) and x >= 0

@@ -91,7 +91,7 @@ class ZipArchive:
         cd = src.read(cd_off, cd_size)
         p = 0
         for _ in range(n_total):
-            if cd[p : p + 4] != CDH:
+            if cd[p : p + 4] != CDH or p + 46 > len(cd):
                 raise UnreadableFile(f"{src.name}: corrupt zip central directory at byte {cd_off + p}", kind="corrupt")
             (flags, method, _t, _d, crc, csize, usize, nlen, xlen, klen) = struct.unpack(
                 "<HHHHIIIHHH", cd[p + 8 : p + 34]
