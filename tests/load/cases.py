@@ -178,11 +178,20 @@ def nested_tensor_case(torch: Any) -> dict:
     return {"nt": nt}
 
 
+def storages_case(torch: Any) -> dict:
+    t = torch.arange(6.)
+    u = torch.arange(4, dtype=torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage is deprecated, but files hold them
+        return {"t": t, "typed": t.storage(), "untyped": u.untyped_storage(), "u": u}
+
+
 CASES = {
     "dtypes": dtypes_case, "views": views_case, "shared": shared_case, "params": params_case,
     "quantized": quantized_case, "sparse": sparse_case, "complex_bits": complex_bits_case,
     "containers": containers_case, "numpy": numpy_case, "torch_values": torch_values_case,
     "namespace": namespace_case, "stdlib": stdlib_case, "nested_tensor": nested_tensor_case,
+    "storages": storages_case,
 }
 
 def build(name: str, torch: Any, legacy: bool) -> Any:
