@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .cases import CASES, build
+from .cases import build
 
 
 @pytest.fixture(scope="session")
@@ -39,5 +39,3 @@ def case_file(case_dir, torch):
 
     return get
 
-
-__all__ = ["CASES"]
