@@ -81,12 +81,12 @@ TIME = "/usr/bin/time"  # GNU time: its child's peak RSS is the command's own (w
 # this Python would also count the pages it shared with this process before exec)
 
 
-def measure(label: str, argv: list[str], out: Path) -> tuple[str, float, float]:
-    """(label, wall seconds, peak RSS in MB) of one run in a fresh process."""
+def measure(label: str, argv: list[str], out: Path) -> tuple[str, float, float, float]:
+    """(label, wall seconds, peak RSS in MB, CPU seconds user+sys) of one run in a fresh process."""
     if out.exists():
         out.unlink()
     use_time = os.path.exists(TIME)
-    full = [TIME, "-f", "@@%e %M", *argv] if use_time else argv
+    full = [TIME, "-f", "@@%e %M %U %S", *argv] if use_time else argv
     t0 = time.perf_counter()
     p = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(p.pid, 0)
@@ -94,12 +94,12 @@ def measure(label: str, argv: list[str], out: Path) -> tuple[str, float, float]:
     err = p.stderr.read().decode() if p.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{label} failed: {err.strip()}")
-    rss_kb = float(usage.ru_maxrss)
+    rss_kb, cpu = float(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
     if use_time:
         line = [x for x in err.splitlines() if x.startswith("@@")][-1]
-        secs, rss = line[2:].split()
-        dt, rss_kb = float(secs), float(rss)  # time's own clock excludes our fork/exec overhead
-    return label, dt, rss_kb / 1024
+        secs, rss, user, system = line[2:].split()
+        dt, rss_kb, cpu = float(secs), float(rss), float(user) + float(system)  # time's own clock
+    return label, dt, rss_kb / 1024, cpu
 
 
 def main() -> None:
@@ -136,9 +136,9 @@ def main() -> None:
     cp_time = results[0][1]
     print(f"\ninput: {src} ({size / 1e9:.2f} GB), one run each, fresh process, source in page cache; "
           f"{os.cpu_count()} CPUs, load average before: {load}")
-    print(f"{'':32} {'time':>8} {'x cp':>6} {'peak RSS':>10}")
-    for label, dt, rss in results:
-        print(f"{label:32} {dt:7.2f}s {dt / cp_time:6.2f} {rss:8.0f} MB")
+    print(f"{'':32} {'time':>8} {'x cp':>6} {'peak RSS':>10} {'CPU (user+sys)':>15}")
+    for label, dt, rss, cpu in results:
+        print(f"{label:32} {dt:7.2f}s {dt / cp_time:6.2f} {rss:8.0f} MB {cpu:13.2f}s")
     ckd = results[1]
     print(f"\ntargets (ckptdoctor convert): <= 1.5x cp time: {'met' if ckd[1] <= 1.5 * cp_time else 'NOT met'} "
           f"({ckd[1] / cp_time:.2f}x); peak RSS < 100 MB: {'met' if ckd[2] < 100 else 'NOT met'} ({ckd[2]:.0f} MB)")
