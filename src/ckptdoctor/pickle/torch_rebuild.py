@@ -27,6 +27,7 @@ Handler = Callable[["TorchResolver", tuple, "dict | None", int], Any]
 HANDLERS: dict[str, Handler] = {}
 
 PACKED_BITS = {"quint4x2": 4, "quint2x4": 2}
+FLOAT_DTYPES = {"float64", "float32", "float16", "bfloat16"}
 QSCHEMES = {
     "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
     "per_channel_affine_float_qparams",
@@ -190,6 +191,11 @@ def _rebuild_qtensor(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
         qinfo.update(scale=q[1], zero_point=q[2])
     elif len(q) >= 4:
         qinfo.update(scales=q[1], zero_points=q[2], axis=q[3])
+        # torch writes float_qparams tensors with the per_channel_affine tag; torch.load gets the
+        # float_qparams quantizer back because the zero points are floating point.
+        zp = q[2]
+        if scheme == "per_channel_affine" and isinstance(zp, TensorRecord) and zp.dtype.name in FLOAT_DTYPES:
+            qinfo["qscheme"] = "per_channel_affine_float_qparams"
     t.quantizer = qinfo
     return t
 

@@ -1,0 +1,34 @@
+"""Focused regressions for core bugs the torch 2.13 fixture comparison found (test_fixtures_torch.py)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+import ckptdoctor
+
+torch = pytest.importorskip("torch", reason="torch (test extra) not installed")
+
+
+def _save_open(obj: object, path: Path, **kw: object) -> ckptdoctor.model.Checkpoint:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save(obj, path, **kw)
+    return ckptdoctor.open(path)
+
+
+@pytest.mark.parametrize("zip_", [True, False])
+def test_float_qparams_qscheme_is_what_torch_loads(zip_: bool, tmp_path: Path) -> None:
+    """torch writes float_qparams with the per_channel_affine tag; float zero points make it float_qparams again."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x = torch.randn(3, 4)
+        fq = torch.quantize_per_channel(x, torch.rand(3) + 0.1, torch.randn(3), 0, torch.quint8)
+        pc = torch.quantize_per_channel(x, torch.rand(3).double() + 0.1, torch.zeros(3, dtype=torch.long), 0,
+                                        torch.qint8)
+    with _save_open({"fq": fq, "pc": pc}, tmp_path / "q.pt", _use_new_zipfile_serialization=zip_) as ckpt:
+        got = dict(ckpt.tensors())
+    assert got["fq"].quantizer["qscheme"] == "per_channel_affine_float_qparams" == str(fq.qscheme())[6:]
+    assert got["pc"].quantizer["qscheme"] == "per_channel_affine" == str(pc.qscheme())[6:]
