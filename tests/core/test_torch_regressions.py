@@ -5,9 +5,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import ckptdoctor
+from ckptdoctor.pickle.values import NumpyArray
 
 torch = pytest.importorskip("torch", reason="torch (test extra) not installed")
 
@@ -32,3 +34,17 @@ def test_float_qparams_qscheme_is_what_torch_loads(zip_: bool, tmp_path: Path) -
         got = dict(ckpt.tensors())
     assert got["fq"].quantizer["qscheme"] == "per_channel_affine_float_qparams" == str(fq.qscheme())[6:]
     assert got["pc"].quantizer["qscheme"] == "per_channel_affine" == str(pc.qscheme())[6:]
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_numpy_arrays_in_protocol_5(protocol: int, tmp_path: Path) -> None:
+    """Protocol 5 pickles ndarrays as numpy._core.numeric._frombuffer(buffer, dtype, shape, order)."""
+    arrays = {"c": np.arange(12, dtype=np.float32).reshape(3, 4), "f": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+              "b": np.array([True, False, True]), "be": np.arange(3, dtype=">i2"), "e": np.zeros((0, 2))}
+    with _save_open(arrays, tmp_path / "np.pt", pickle_protocol=protocol) as ckpt:
+        for k, want in arrays.items():
+            got = ckpt.root[k]
+            assert isinstance(got, NumpyArray), k
+            arr = got.to_numpy()
+            assert arr.shape == want.shape, k
+            np.testing.assert_array_equal(arr, want, err_msg=k)

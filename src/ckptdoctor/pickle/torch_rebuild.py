@@ -429,6 +429,15 @@ def _build_ndarray(state: Any, p: PendingNumpy) -> Any:
     return NumpyArray(dt, shape_t, bool(fortran), raw if isinstance(raw, (bytes, bytearray)) else raw)
 
 
+@handles("numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer")
+def _np_frombuffer(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
+    """Protocol 5 ndarrays: ``_frombuffer(buffer, dtype, shape, order)`` with the buffer in-band."""
+    if (len(a) == 4 and isinstance(a[0], (bytes, bytearray)) and isinstance(a[1], np.dtype)
+            and isinstance(a[2], tuple) and a[3] in ("C", "F")):
+        return NumpyArray(a[1], _ints(a[2], "shape"), a[3] == "F", bytes(a[0]))
+    return NOT_HANDLED
+
+
 @handles("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar")
 def _np_scalar(res: TorchResolver, a: tuple, kw: Any, off: int) -> Any:
     if len(a) == 2 and isinstance(a[0], np.dtype) and not a[0].hasobject and isinstance(a[1], (bytes, str)):
