@@ -70,6 +70,9 @@ for _i in range(1, 8):
 
 BY_NAME: dict[str, DType] = {d.name: d for d in _TABLE}
 
+# Sub-byte quantized dtypes pack several elements per byte (itemsize 1 is the storage element).
+PACKED_BITS = {"quint4x2": 4, "quint2x4": 2}
+
 # torch also exposes aliases (torch.float == torch.float32, ...); pickles use the canonical names
 # but we accept aliases anywhere a dtype is named.
 ALIASES = {

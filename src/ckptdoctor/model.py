@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ckptdoctor.dtypes import DType
+from ckptdoctor.dtypes import PACKED_BITS, DType
 from ckptdoctor.errors import LimitExceeded, TruncatedFile
 
 if TYPE_CHECKING:
@@ -97,6 +97,9 @@ class TensorRecord:
 
     @property
     def nbytes(self) -> int:
+        bits = PACKED_BITS.get(self.dtype.name)
+        if bits:
+            return -(-self.numel * bits // 8)
         return self.numel * self.dtype.itemsize
 
     def is_contiguous(self) -> bool:
@@ -118,14 +121,17 @@ class TensorRecord:
         """A read-only numpy view with the tensor's shape and strides.
 
         dtypes numpy lacks come back as an unsigned carrier of the same width
-        (check ``self.dtype.numpy is None``). Raises :class:`TruncatedFile` if the
-        bytes are not all there.
+        (check ``self.dtype.numpy is None``). Sub-byte quantized dtypes (quint4x2,
+        quint2x4) come back as their packed bytes, 1-D, as torch's ``int_repr()``
+        gives them. Raises :class:`TruncatedFile` if the bytes are not all there.
         """
         carrier = self.dtype.carrier
         if self.layout != "strided":
             raise ValueError(f"{self.layout} tensors have no single strided view; use sparse_parts")
         if self.storage is None:
             raise ValueError("tensor has no storage (meta tensor)")
+        if self.dtype.name in PACKED_BITS:
+            return self._packed_numpy()
         if any(s < 0 for s in self.shape) or any(st < 0 for st in self.stride):
             raise ValueError("negative shape or stride")
         if self.numel > (1 << 50):
@@ -150,6 +156,21 @@ class TensorRecord:
             writeable=False,
         )
         return arr
+
+    def _packed_numpy(self) -> np.ndarray:
+        """The packed bytes from the storage offset on, like torch's int_repr() (which ignores strides)."""
+        assert self.storage is not None
+        n = self.nbytes
+        if self.offset < 0 or self.offset + n > self.storage.nbytes:
+            raise TruncatedFile(
+                f"packed {self.dtype.name} tensor needs bytes {self.offset}..{self.offset + n} of storage "
+                f"{self.storage.key!r}, which declares {self.storage.nbytes}",
+                offset=0,
+                needed=self.offset + n,
+            )
+        if n == 0:
+            return np.empty((0,), dtype=np.uint8)
+        return np.frombuffer(self.storage.buffer(), dtype=np.uint8, count=n, offset=self.offset)
 
     def iter_contiguous_bytes(self, chunk: int = 1 << 24) -> Iterator[memoryview | bytes]:
         """The tensor's bytes in C order, in bounded chunks (no whole-tensor copy if contiguous)."""

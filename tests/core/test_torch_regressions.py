@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -48,3 +49,20 @@ def test_numpy_arrays_in_protocol_5(protocol: int, tmp_path: Path) -> None:
             arr = got.to_numpy()
             assert arr.shape == want.shape, k
             np.testing.assert_array_equal(arr, want, err_msg=k)
+
+
+def test_packed_quantized_bytes_are_int_repr(tmp_path: Path) -> None:
+    """quint4x2/quint2x4 pack 2/4 elements per byte: bytes and nbytes are int_repr()'s."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qs = {
+            "q4": torch.quantize_per_channel(torch.randn(4, 6), torch.rand(4) + 0.05, torch.zeros(4), 0, torch.quint4x2),
+            "q4_odd": torch.quantize_per_tensor(torch.randn(7), 0.1, 3, torch.quint4x2),
+            "q2": torch.quantize_per_tensor(torch.randn(9), 0.2, 1, torch.quint2x4),
+        }
+    with _save_open(qs, tmp_path / "packed.pt") as ckpt:
+        got = dict(ckpt.tensors())
+        for k, q in qs.items():
+            rep = q.int_repr().numpy().tobytes()
+            assert got[k].nbytes == len(rep), k
+            assert got[k].sha256() == hashlib.sha256(rep).hexdigest(), k

@@ -26,7 +26,7 @@ from ckptdoctor.pickle.vm import NOT_HANDLED
 Handler = Callable[["TorchResolver", tuple, "dict | None", int], Any]
 HANDLERS: dict[str, Handler] = {}
 
-PACKED_BITS = {"quint4x2": 4, "quint2x4": 2}
+PACKED_BITS = dtypes.PACKED_BITS
 FLOAT_DTYPES = {"float64", "float32", "float16", "bfloat16"}
 QSCHEMES = {
     "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
