@@ -34,6 +34,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 DTYPE_ALIASES = {
     "double": "float64", "float": "float32", "half": "float16", "long": "int64", "int": "int32",
@@ -207,9 +208,15 @@ def render(node: ast.AST) -> str:
     return ast.unparse(node)
 
 
-def string_constant(tree: ast.Module, name: str) -> str | None:
+def string_constant(tree: ast.Module, name: str) -> Any:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            try:
+                return ast.literal_eval(node.value)
+            except ValueError:
+                return None
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name
+                and node.value is not None):
             try:
                 return ast.literal_eval(node.value)
             except ValueError:
@@ -278,8 +285,13 @@ def extract(root: Path, version: str) -> dict[str, object]:
             if kind:
                 special[kind] = [e.value for e in ast.walk(node.test.comparators[0])
                                  if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    utils = ast.parse((root / "torch/_utils.py").read_text())
+    import_mapping = string_constant(utils, "IMPORT_MAPPING") or {}
+    name_mapping = string_constant(utils, "NAME_MAPPING") or {}
     return {
         "torch": version,
+        "import_mapping": import_mapping if py2 != "never" else {},
+        "name_mapping": sorted([list(k), list(v)] for k, v in name_mapping.items()) if py2 != "never" else [],
         "source": f"torch {version}.0: torch/_weights_only_unpickler.py, torch/serialization.py, torch/storage.py, "
                   "torch/__init__.py, torch/cuda/__init__.py (parsed, not imported) by tools/extract_allowlists.py",
         "allowed_globals": allowed_globals(root),
@@ -292,6 +304,7 @@ def extract(root: Path, version: str) -> dict[str, object]:
         "build": "allowlisted" if "type(inst) in _get_user_allowed_globals().values()" in wo_src else "fixed",
         "setitem_targets": setitem,
         "persistent_id_int": "type(pid) is not int" in wo_src,
+        "message_strips_builtins": "builtins_name" in wo_src,
         "special_globals": special,
         "messages": templates(wo_src),
         "load": load_facts(root),

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from ckptdoctor.cli import convert_cmd, diff_cmd, fix_cmd, inspect_cmd, match_cmd, scan_cmd
+from ckptdoctor.cli import check_cmd, convert_cmd, diff_cmd, fix_cmd, inspect_cmd, match_cmd, scan_cmd
 
 app = typer.Typer(
     name="ckptdoctor",
@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     fix_cmd,
     convert_cmd,
     match_cmd,
+    check_cmd,
 ]
 
 
