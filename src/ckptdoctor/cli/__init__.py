@@ -11,6 +11,8 @@ import sys
 
 import typer
 
+import ckptdoctor.cli.env_cmd as env_cmd
+import ckptdoctor.cli.identify_cmd as identify_cmd
 from ckptdoctor.cli import check_cmd, convert_cmd, diff_cmd, fix_cmd, inspect_cmd, match_cmd, scan_cmd
 
 app = typer.Typer(
@@ -36,6 +38,8 @@ COMMAND_MODULES = [
     convert_cmd,
     match_cmd,
     check_cmd,
+    env_cmd,
+    identify_cmd,
 ]
 
 
