@@ -47,6 +47,16 @@ BENIGN = {
 }
 
 
+MINIZ_SUFFIX = (". This is an internal miniz error. If you are seeing this error, there is a high likelihood that "
+                "your checkpoint file is corrupted. This can happen if the checkpoint was not saved properly, was "
+                "transferred incorrectly, or the file was modified after saving.")
+
+
+def miniz(target: Target, message: str) -> str:
+    """A PytorchStreamReader error as the target words it (2.13 appends a paragraph; older releases do not)."""
+    return message + (MINIZ_SUFFIX if target.torch_at_least("2.13") else "")
+
+
 def classify_global(name: str) -> str:
     """dangerous | numpy | module | torch | benign | custom."""
     module = name.rsplit(".", 1)[0] if "." in name else name

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from packaging.version import Version
 
 from ckptdoctor.findings import Finding, Fix, Severity
-from ckptdoctor.rules._common import finding, fix_cmd, load_line
+from ckptdoctor.rules._common import finding, fix_cmd, load_line, miniz
 from ckptdoctor.rules._tables import release, torch_features
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def run(ctx: Context) -> Iterator[Finding]:
                           fix=Fix("to get plain weights instead", command=fix_cmd(ctx, "extract-state-dict")))
     elif fmt == "torchscript-json":
         jit_ok = facts.get("jit_legacy_json", True)
-        err = "RuntimeError: PytorchStreamReader failed locating file data.pkl: file not found"
+        err = miniz(t, "RuntimeError: PytorchStreamReader failed locating file data.pkl: file not found")
         yield ctx.ordered(finding(
             "CKD-CONTAINER-TORCHSCRIPT-JSON", Severity.ERROR,
             "torch 1.0-1.2 TorchScript archive (model.json): torch.load cannot read it",

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ckptdoctor.findings import Finding, Fix, Severity
-from ckptdoctor.rules._common import finding, wo_message
+from ckptdoctor.rules._common import finding, miniz, wo_message
 from ckptdoctor.rules._sim import _View
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def predicted_error(ctx: Context) -> str | None:
             if first and "/" not in first:
                 return ("RuntimeError: [enforce fail at inline_container.cc:180] . file in archive is not in a "
                         f"subdirectory: {first}")
-            return "RuntimeError: PytorchStreamReader failed locating file data.pkl: file not found"
+            return miniz(ctx.target, "RuntimeError: PytorchStreamReader failed locating file data.pkl: file not found")
         return None
     if kind == "truncated":
         fields = ctx.error.fields if ctx.error is not None else {}
