@@ -135,7 +135,9 @@ def identify(path: str | os.PathLike[str]) -> Identification:
             f"The sha256 matches {_describe(k)}: an unmodified official file.",
             {"known": [m.to_dict() for m in matches], "sha256": digest},
         ))
-    elif nh is not None and not any(f.id == "CKD-ID-HASH-MISMATCH" for f in findings):
+    elif findings:
+        pass  # the name's hash is wrong: already said, nothing more to add
+    elif nh is not None:
         base = nh[0]
         same_arch = [k for k in table if name_hash(k.filename) and name_hash(k.filename)[0] == base]  # type: ignore[index]
         if by_name or same_arch:
