@@ -20,11 +20,32 @@ from ckptdoctor.model import Checkpoint, Storage, TensorRecord
 from ckptdoctor.pickle.objects import OrderedDictValue
 from ckptdoctor.walk import ScriptModuleValue
 
-# caffe2/onnx TensorProto DataType names used in model.json
+# caffe2 TensorProto.DataType names used in model.json (protobuf's JSON writes enum names; accept numbers too)
 JSON_DTYPES = {
     "FLOAT": "float32", "DOUBLE": "float64", "FLOAT16": "float16", "INT64": "int64", "INT32": "int32",
-    "INT16": "int16", "INT8": "int8", "UINT8": "uint8", "BOOL": "bool", "BFLOAT16": "bfloat16",
+    "INT16": "int16", "INT8": "int8", "UINT8": "uint8", "BYTE": "uint8", "UINT16": "uint16", "BOOL": "bool",
+    "BFLOAT16": "bfloat16",
 }
+JSON_DTYPE_CODES = {1: "FLOAT", 2: "INT32", 3: "BYTE", 5: "BOOL", 6: "UINT8", 7: "INT8", 8: "UINT16", 9: "INT16",
+                    10: "INT64", 12: "FLOAT16", 13: "DOUBLE"}
+# torch 1.2 TensorDef.is_quantized: the base type names the quantized type (per-tensor affine only)
+QUANTIZED = {"uint8": "quint8", "int8": "qint8", "int32": "qint32"}
+
+
+def _tensor_dtype(t: dict[str, Any], i: int) -> dtypes.DType:
+    raw = t.get("dataType", "FLOAT")
+    name = str(raw)
+    if isinstance(raw, int) or name.isdigit():
+        name = JSON_DTYPE_CODES.get(int(raw), name)
+    base = JSON_DTYPES.get(name)
+    if base is not None and t.get("isQuantized"):
+        base = QUANTIZED.get(base)
+    dt = dtypes.lookup(base) if base else None
+    if dt is None:
+        q = " quantized" if t.get("isQuantized") else ""
+        raise UnreadableFile(f"model.json tensor {i} has{q} data type {raw!r}, which is not a tensor type",
+                             kind="corrupt")
+    return dt
 
 
 def read_torchscript_json(ckpt: Checkpoint, z: ZipArchive, limits: Limits) -> None:
@@ -39,8 +60,7 @@ def read_torchscript_json(ckpt: Checkpoint, z: ZipArchive, limits: Limits) -> No
     storages: dict[str, Storage] = {}
     tensors: list[TensorRecord] = []
     for i, t in enumerate(model.get("tensors", [])):
-        dt = dtypes.lookup(JSON_DTYPES.get(str(t.get("dataType", "FLOAT")), "float32"))
-        assert dt is not None
+        dt = _tensor_dtype(t, i)
         key = str(t.get("data", {}).get("key", f"tensors/{i}"))
         entry = z.by_name.get(f"{root}/{key}")
         if key not in storages:
@@ -54,6 +74,9 @@ def read_torchscript_json(ckpt: Checkpoint, z: ZipArchive, limits: Limits) -> No
         stride = tuple(int(x) for x in t.get("strides", []))
         rec = TensorRecord(dt, shape, stride, storages[key], int(t.get("offset", 0)),
                            bool(t.get("requiresGrad", False)), rebuild="model.json")
+        if dt.quantized:
+            rec.quantizer = {"qscheme": "per_tensor_affine", "scale": float(t.get("scale", 0.0)),
+                             "zero_point": int(t.get("zeroPoint", 0))}
         tensors.append(rec)
 
     def module_sd(m: dict[str, Any], prefix: str, out: OrderedDictValue, depth: int = 0) -> None:
