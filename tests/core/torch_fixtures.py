@@ -4,8 +4,8 @@ Everything here is test-only and small (KBs): the machine is shared. The
 ``case_*`` builders return the object to ``torch.save``; :func:`torch_tensors`
 walks what ``torch.load`` gives back with the dotted-path convention of the
 corpus truth files (dict keys and list/tuple indices joined by ``.``, a
-``nn.Module`` contributing ``state_dict.<key>``), and :func:`tensor_facts`
-describes one torch tensor the way ckptdoctor describes a ``TensorRecord``.
+``nn.Module`` contributing ``state_dict.<key>``), and the ``assert_*`` helpers
+compare torch's tensors and values with what ckptdoctor reads.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+import ckptdoctor
+from ckptdoctor.model import TensorRecord
+from ckptdoctor.pickle.objects import PickledObject
+from ckptdoctor.pickle.values import NumpyArray
+from ckptdoctor.walk import is_module
 
 CONTAINERS = ("zip", "legacy")
 PROTOCOLS = (2, 3, 4, 5)
@@ -165,6 +172,7 @@ def case_sparse() -> dict:
         "coo_uncoalesced": torch.sparse_coo_tensor(idx, torch.tensor([1.0, 2, 3]), (3, 4)),
         "coo_int": torch.tensor([[0, 7], [8, 0]], dtype=torch.int32).to_sparse(),
         "csr": dense.to_sparse_csr(), "csc": dense.to_sparse_csc(),
+        "bsr": dense.to_sparse_bsr((2, 2)), "bsc": dense.to_sparse_bsc((2, 2)),
     }
 
 
@@ -320,3 +328,122 @@ def storage_id(t: torch.Tensor) -> int | None:
         return None
     st = t.untyped_storage()
     return st.data_ptr() if st.nbytes() else None
+
+
+# ------------------------------------------------------------------ comparisons with ckptdoctor
+def assert_quantizer(path: str, want: Any, got: TensorRecord) -> None:
+    facts = qscheme_facts(want)
+    q = got.quantizer or {}
+    assert q.get("qscheme") == facts["qscheme"], path
+    if "scale" in facts:
+        assert q["scale"] == facts["scale"], path
+        assert q["zero_point"] == facts["zero_point"], path
+        return
+    assert q["axis"] == facts["axis"], path
+    for key in ("scales", "zero_points"):
+        rec = q[key]
+        assert isinstance(rec, TensorRecord), (path, key)
+        np.testing.assert_array_equal(rec.to_numpy(), facts[key], err_msg=f"{path} {key}")
+        assert rec.to_numpy().dtype == facts[key].dtype, (path, key)
+
+
+def assert_sparse(path: str, want: Any, got: TensorRecord) -> None:
+    layout = dtype_name(want.layout)
+    assert got.layout == layout, path
+    parts = got.sparse_parts or ()
+    if layout == "sparse_coo":
+        expected = [want._indices(), want._values()]
+        assert bool(parts[3]) == want.is_coalesced(), path
+    elif layout in ("sparse_csr", "sparse_bsr"):
+        expected = [want.crow_indices(), want.col_indices(), want.values()]
+    else:  # sparse_csc, sparse_bsc
+        expected = [want.ccol_indices(), want.row_indices(), want.values()]
+    for i, w in enumerate(expected):
+        assert_tensor(f"{path}#part{i}", w, parts[i])
+
+
+def assert_tensor(path: str, want: Any, got: Any) -> None:
+    assert isinstance(got, TensorRecord), path
+    assert got.dtype.name == dtype_name(want.dtype), path
+    assert got.shape == tuple(want.shape), path
+    assert got.requires_grad == want.requires_grad, path
+    assert got.is_parameter == isinstance(want, torch.nn.Parameter), path
+    if want.layout != torch.strided:
+        assert_sparse(path, want, got)
+        return
+    assert got.layout == "strided", path
+    assert got.stride == tuple(want.stride()), path
+    assert got.offset == want.storage_offset(), path
+    assert got.device == str(want.device), path
+    assert got.sha256() == sha256(want), path
+    meta = got.metadata or {}
+    assert bool(meta.get("conj")) == want.is_conj(), path
+    assert bool(meta.get("neg")) == want.is_neg(), path
+    attrs = {k: v for k, v in vars(want).items() if not k.startswith("_")}
+    if attrs:
+        assert meta.get("attrs", meta.get("state")) == attrs, path
+    if want.is_quantized:
+        assert_quantizer(path, want, got)
+
+
+def assert_sharing(expected: dict[str, Any], got: dict[str, TensorRecord]) -> None:
+    """Tensors share a Storage object in ckptdoctor exactly when they share one in torch."""
+    paths = [p for p, t in expected.items() if storage_id(t) is not None]
+    for i, a in enumerate(paths):
+        for b in paths[i + 1 :]:
+            same_torch = storage_id(expected[a]) == storage_id(expected[b])
+            same_ours = got[a].storage is got[b].storage
+            assert same_torch == same_ours, (a, b, same_torch)
+
+
+def assert_tensors(expected: dict[str, Any], got: dict[str, TensorRecord]) -> None:
+    assert list(got) == list(expected)
+    for path, want in expected.items():
+        assert_tensor(path, want, got[path])
+    assert_sharing(expected, got)
+
+
+def assert_same_value(want: Any, got: Any, path: str = "") -> None:
+    """Non-tensor data decodes to what torch.load gives (tensors are checked by assert_tensor)."""
+    if isinstance(want, torch.Tensor):
+        assert isinstance(got, TensorRecord), path
+    elif isinstance(want, torch.nn.Module):
+        assert is_module(got), path
+        assert got.qualname == f"{type(want).__module__}.{type(want).__qualname__}", path
+    elif isinstance(want, np.ndarray):
+        assert isinstance(got, NumpyArray), path
+        arr = got.to_numpy()
+        # numpy >= 2.x turns a protocol-2 big-endian array into a native one on unpickling; the file
+        # (and ckptdoctor) keep the byte order as saved, so compare the type up to byte order.
+        assert arr.dtype.newbyteorder("=") == want.dtype.newbyteorder("=") and arr.shape == want.shape, path
+        np.testing.assert_array_equal(arr, want, err_msg=path)
+    elif isinstance(want, np.generic):
+        assert type(got) is type(want) and got == want, path
+    elif isinstance(want, argparse.Namespace):
+        assert isinstance(got, PickledObject) and got.qualname == "argparse.Namespace", path
+        assert_same_value(vars(want), got.attrs, path)
+    elif isinstance(want, dict):
+        assert isinstance(got, dict) and list(got) == list(want), path
+        for k in want:
+            assert_same_value(want[k], got[k], f"{path}.{k}")
+    elif isinstance(want, (list, tuple)):
+        assert isinstance(got, type(want)) and len(got) == len(want), path
+        for i, (w, g) in enumerate(zip(want, got, strict=True)):
+            assert_same_value(w, g, f"{path}.{i}")
+    elif isinstance(want, float) and math.isnan(want):
+        assert isinstance(got, float) and math.isnan(got), path
+    else:
+        assert type(got) is type(want) and got == want, path
+        if isinstance(want, float):
+            assert math.copysign(1, got) == math.copysign(1, want), path
+
+
+def check_file(path: Path, want_obj: Any, fmt: str, protocol: int | None) -> None:
+    expected = torch_tensors(want_obj)
+    with ckptdoctor.open(path) as ckpt:
+        assert ckpt.format == fmt
+        if protocol is not None:
+            assert ckpt.pickle_protocol == protocol
+        got = dict(ckpt.tensors())
+        assert_tensors(expected, got)
+        assert_same_value(want_obj, ckpt.root)
