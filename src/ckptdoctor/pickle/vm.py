@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckptdoctor.errors import LimitExceeded, PickleError, TruncatedFile
-from ckptdoctor.limits import DEFAULT_LIMITS, Limits
+from ckptdoctor.limits import DEFAULT_LIMITS, Limits, resident_bytes
 from ckptdoctor.pickle.objects import Global, PersistentRef, PickledObject
 
 NOT_HANDLED = object()  # a resolver's "I don't know this callable"
@@ -120,6 +120,7 @@ class Machine:
         self.persistent_load = persistent_load
         self.limits = limits
         self.base = base_offset
+        self.result: PickleResult | None = None  # the last (or current) run's result, partial on error
 
     # ---------------------------------------------------------------- helpers
     def _err(self, msg: str, at: int) -> PickleError:
@@ -134,6 +135,7 @@ class Machine:
         memo: dict[int, Any] = {}
         memo_slots: dict[int, list[int]] = {}  # id(value) -> memo indices holding it (for BUILD replacements)
         res = PickleResult(value=None, start=pos, end=pos, protocol=0)
+        self.result = res  # the facts gathered so far stay readable if the run raises (security scan)
         allocated = 0
         items_added = 0
         start = pos
@@ -227,6 +229,10 @@ class Machine:
                 raise self._err(f"APPEND(S) on a {type(target).__name__}", op_at)
 
         take = r.take
+        # Memory bombs (a few bytes per opcode that each build a set, dict or memo entry) are caught by
+        # how much this process grew, checked every 32768 opcodes; strings are counted in count_bytes.
+        mem_limit = lim.max_pickle_memory
+        mem_base = resident_bytes() if mem_limit is not None else None
         while True:
             op_at = r.pos
             if op_at >= r.end:
@@ -239,6 +245,11 @@ class Machine:
             n_ops += 1
             if n_ops > lim.max_ops:
                 raise LimitExceeded("pickle opcodes", lim.max_ops, n_ops, offset=self.base + op_at)
+            if not n_ops & 0x7FFF and mem_base is not None:
+                grown = (resident_bytes() or 0) - mem_base
+                if grown > mem_limit:
+                    raise LimitExceeded("memory (bytes) built from the pickle", mem_limit, grown,
+                                        offset=self.base + op_at)
             name = OPNAMES.get(code)
             if name is None:
                 raise self._err(f"unknown opcode 0x{code:02x} ({chr(code)!r})", op_at)
@@ -390,8 +401,8 @@ class Machine:
                 n = _unpack("<i", take(4))
                 if n < 0:
                     raise self._err("negative LONG4 length", op_at)
-                if n > 1 << 16:
-                    raise LimitExceeded("integer size in bytes", 1 << 16, n, offset=self.base + op_at)
+                if n > MAX_LONG_BYTES:
+                    raise LimitExceeded("integer size in bytes", MAX_LONG_BYTES, n, offset=self.base + op_at)
                 stack.append(int.from_bytes(take(n), "little", signed=True))
             elif name in ("BINBYTES", "BINBYTES8", "SHORT_BINBYTES", "BYTEARRAY8"):
                 fmt = {"BINBYTES": "<I", "BINBYTES8": "<Q", "SHORT_BINBYTES": "<B", "BYTEARRAY8": "<Q"}[name]
@@ -573,8 +584,14 @@ def _unquote(raw: bytes, m: Machine, at: int) -> bytes:
     raise m._err("STRING argument is not quoted", at)
 
 
+# Integers stay printable: Python refuses str() of ints over 4300 digits (sys.get_int_max_str_digits),
+# the bound the text opcodes (INT, LONG) already have; 1785 bytes is the largest LONG4 within it.
+MAX_INT_DIGITS = 4300
+MAX_LONG_BYTES = 1785
+
+
 def _parse_int(raw: bytes, m: Machine, at: int) -> int:
-    if len(raw) > 4300:
+    if len(raw) > MAX_INT_DIGITS:
         raise m._err("integer text too long", at)
     try:
         return int(raw)

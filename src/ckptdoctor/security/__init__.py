@@ -1,0 +1,133 @@
+"""Security verdicts: what loading a file would run, and whether its structure hides anything.
+
+Public surface::
+
+    from ckptdoctor.security import analyze, analyze_path
+
+    findings = analyze(ckpt)            # an open Checkpoint -> list[Finding]
+    report = analyze_path("model.pt")   # any file, readable or not -> SecurityReport
+    report.verdict                      # "dangerous" | "suspicious" | "needs-allowlist" | "safe"
+
+Nothing here imports or calls what a pickle names: the file is walked as raw
+bytes (:mod:`.sites`), every pickle runs through the non-executing VM with a
+recording resolver (:mod:`.pickles`), each reached callable is classified from
+``data/security_globals.json`` (:mod:`.table`) and turned into findings
+(:mod:`.classify`), next to structural checks (:mod:`.integrity`).
+See docs/security.md.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckptdoctor.findings import Finding, Severity
+
+VERDICTS = ("dangerous", "suspicious", "needs-allowlist", "safe")
+
+
+@dataclass(slots=True)
+class SecurityReport:
+    path: str
+    format: str | None
+    findings: list[Finding] = field(default_factory=list)
+    error: str | None = None  # why the reader refused the file (the scan still ran)
+    pickles: int = 0  # pickles scanned, nested ones included
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.format, "verdict": self.verdict, "error": self.error,
+                "pickles": self.pickles, "findings": [f.to_dict() for f in self.findings]}
+
+
+def verdict(findings: list[Finding]) -> str:
+    """dangerous (anything CRITICAL), suspicious (a security WARNING), needs-allowlist, or safe."""
+    sec = [f for f in findings if f.id.startswith(("CKD-SEC-", "CKD-INT-"))]
+    if any(f.severity >= Severity.CRITICAL for f in sec):
+        return "dangerous"
+    if any(f.severity >= Severity.WARNING for f in sec if f.id != "CKD-INT-UNREADABLE"):
+        return "suspicious"
+    if any(f.id == "CKD-SEC-ALLOWLIST" for f in sec):
+        return "needs-allowlist"
+    return "safe"
+
+
+def scan_file(source: Any, name: str, limits: Any = None) -> Any:
+    """The raw :class:`~ckptdoctor.security.sites.FileScan` of an open byte source."""
+    from ckptdoctor.limits import DEFAULT_LIMITS
+    from ckptdoctor.security.sites import scan_source
+
+    return scan_source(source, name, limits=limits or DEFAULT_LIMITS)
+
+
+def findings_for(fs: Any, ckpt: Any = None, error: BaseException | None = None) -> list[Finding]:
+    from ckptdoctor.security.classify import file_findings
+    from ckptdoctor.security.integrity import integrity_findings
+
+    out = file_findings(fs) + integrity_findings(fs, ckpt, error)
+    return sorted(out, key=lambda f: -int(f.severity))
+
+
+def analyze(ckpt: Any, *, limits: Any = None) -> list[Finding]:
+    """Security and integrity findings for an open :class:`~ckptdoctor.model.Checkpoint` (or a path)."""
+    if not hasattr(ckpt, "source"):
+        return analyze_path(ckpt, limits=limits).findings
+    source = ckpt.source
+    if source is None:
+        return []
+    if ckpt.format == "dcp":  # a folder: the metadata pickle is the only code path
+        pass
+    fs = scan_file(source, ckpt.path, limits)
+    return findings_for(fs, ckpt)
+
+
+def analyze_path(path: Any, *, limits: Any = None) -> SecurityReport:
+    """Scan any file, even one the reader refuses (a broken pickle still runs its first calls).
+
+    Raises only for files that cannot be opened at all (``OSError``).
+    """
+    import ckptdoctor
+    from ckptdoctor.errors import CkptdoctorError
+    from ckptdoctor.source import open_source
+
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        meta = os.path.join(name, ".metadata")
+        if not os.path.isfile(meta):
+            return SecurityReport(name, "directory", error="a directory, not a checkpoint")
+        name = meta
+    ckpt = None
+    error: BaseException | None = None
+    fmt: str | None = None
+    try:
+        ckpt = ckptdoctor.open(name, limits=limits)
+        fmt = ckpt.format
+    except CkptdoctorError as e:
+        error = e
+        fmt = getattr(e, "kind", None)
+    try:
+        source = open_source(name)
+        try:
+            fs = scan_file(source, name, limits)
+            report = SecurityReport(name, fmt, findings_for(fs, ckpt, error),
+                                    error=str(error) if error is not None else None, pickles=_count(fs))
+        finally:
+            source.close()
+    finally:
+        if ckpt is not None:
+            ckpt.close()
+    return report
+
+
+def _count(fs: Any) -> int:
+    n = len(fs.pickles) + sum(_count(x.scan) for x in fs.nested)
+    if fs.embedded_zip is not None:
+        n += _count(fs.embedded_zip)
+    return n
+
+
+__all__ = ["analyze", "analyze_path", "verdict", "SecurityReport", "VERDICTS", "scan_file", "findings_for"]
