@@ -108,7 +108,27 @@ def map_py2(module: str, name: str, table: dict[str, Any] | None, proto: int) ->
     return table.get("import_mapping", {}).get(module, module), name
 
 
-def _result_type(func: str, args: V) -> str:
+NUMPY_DTYPE_CLASSES = {
+    "b1": "Bool", "i1": "Int8", "u1": "UInt8", "i2": "Int16", "u2": "UInt16", "i4": "Int32", "u4": "UInt32",
+    "i8": "Int64", "u8": "UInt64", "f2": "Float16", "f4": "Float32", "f8": "Float64", "f16": "LongDouble",
+    "f12": "LongDouble", "c8": "Complex64", "c16": "Complex128", "c32": "CLongDouble", "c24": "CLongDouble",
+    "O8": "Object", "O4": "Object", "U": "Str", "S": "Bytes", "V": "Void", "M8": "DateTime64", "m8": "TimeDelta64",
+}
+
+
+def _numpy_dtype_type(args: V) -> str:
+    """type(numpy.dtype(code, ...)): numpy.dtypes.<X>DType in numpy >= 1.25."""
+    items = args.val if isinstance(args.val, list) else []
+    code = items[0].val if items and isinstance(items[0], V) and isinstance(items[0].val, str) else None
+    if code is None:
+        return "numpy.dtype"
+    base = NUMPY_DTYPE_CLASSES.get(code) or NUMPY_DTYPE_CLASSES.get(code.rstrip("0123456789"))
+    return f"numpy.dtypes.{base}DType" if base else "numpy.dtype"
+
+
+def _result_type(func: str, args: V, numpy_dtype_classes: bool = False) -> str:
+    if func == "numpy.dtype" and numpy_dtype_classes:
+        return _numpy_dtype_type(args)
     if func in REBUILD_PARAMETER:
         return "torch.nn.parameter.Parameter"
     if func.startswith("torch._utils._rebuild_"):
@@ -230,7 +250,8 @@ def _run(res: SimResult, label: str, buf: Any, start: int, end: int, base: int,
                 args = pop()
                 func = pop()
             bad = func.bad or args.bad
-            rtype = _result_type(func.name, args) if func.kind == "global" else "object"
+            rtype = (_result_type(func.name, args, bool(table and table.get("numpy_dtype_classes")))
+                     if func.kind == "global" else "object")
             if wo and not bad:
                 if func.kind != "global":
                     issue("reduce" if name == "REDUCE" else "newobj", pos, op, name=func.name or "<value>")

@@ -27,8 +27,10 @@ FINDINGS = {
     "CKD-CONTAINER-SAFETENSORS": "a safetensors file: which torch.load reads it, else safetensors.torch.load_file",
     "CKD-CONTAINER-PT2": "a torch.export archive (.pt2): torch.export.load",
     "CKD-CONTAINER-PICKLE": "a plain pickle (pickle.dump), not a torch.save file",
-    "CKD-CONTAINER-LEGACY-MMAP": "mmap=True with a legacy (non-zip) file",
+    "CKD-CONTAINER-LEGACY-UNTYPED": "a legacy-format file with untyped storages (dtypes saved via UntypedStorage): "
+                                    "torch's legacy loader cannot rebuild them",
 }
+UNTYPED = ("torch.storage.UntypedStorage", "torch.storage._UntypedStorage", "torch._UntypedStorage")
 
 
 def _container_facts(rel: str) -> dict:
@@ -52,6 +54,21 @@ def run(ctx: Context) -> Iterator[Finding]:
     wo = t.loads_weights_only and t.torch_at_least("1.13")
     table = ctx.wo_table
     unsafe = (table or {}).get("load", {}).get("unsafe_message") or ""
+    if fmt == "legacy" and t.torch_at_least("1.12"):
+        hit = next((g for g in ckpt.globals if g in UNTYPED), None)
+        if hit is not None:
+            off = next((o for n, _r, o, _l in ctx.sim(False).globals if n == hit), None) if ctx.pickles else None
+            cls = hit.rpartition(".")[2]
+            yield ctx.ordered(finding(
+                "CKD-CONTAINER-LEGACY-UNTYPED", Severity.ERROR,
+                "legacy-format file with untyped storages: torch's legacy loader cannot read them",
+                f"{ctx.name} is in the legacy (pre-1.6, or _use_new_zipfile_serialization=False) format but stores "
+                f"some tensors through {hit} (dtypes without a typed storage class, e.g. uint16/float8, or a "
+                f"saved UntypedStorage). torch's _legacy_load reads storage_type.dtype, which {cls} does not "
+                f"have, so torch.load fails whatever weights_only says.",
+                evidence={"global": hit, "offset": off, "kind": "legacy-untyped",
+                          "torch_error": f"AttributeError: type object '{hit}' has no attribute 'dtype'"},
+                fix=Fix("rewrite it as a zip checkpoint", command=fix_cmd(ctx)), blocks=True), 2, off)
     if fmt in ("zip", "torchscript"):
         zip_reads = facts.get("torch_load_zip", Version(rel) >= Version("1.4")) if facts else Version(rel) >= Version("1.4")
         version = ckpt.details.get("version") or ckpt.details.get("data_version")

@@ -19,6 +19,7 @@ from ckptdoctor.rules._common import (
     type_repr,
     wo_message,
 )
+from ckptdoctor.rules._tables import parse_version
 
 if TYPE_CHECKING:
     from ckptdoctor.check import Context, Target
@@ -143,7 +144,10 @@ def run(ctx: Context) -> Iterator[Finding]:
     cats = {n: classify_global(n) for n in global_names}
     benign = [n for n in global_names if cats[n] != "dangerous"]
     dangerous = [n for n in global_names if cats[n] == "dangerous"] + [k[1] for k in groups if k[0] == "blocked"]
-    line = None if dangerous else safe_globals_line(benign, t)
+    residual: list[Issue] = []
+    if benign and not dangerous and table["load"].get("add_safe_globals"):
+        benign, residual = allowlist_closure(ctx, table, benign)
+    line = None if dangerous or residual else safe_globals_line(benign, t)
     default_note = (" torch 2.6 made weights_only=True the default, so torch.load(f) without arguments does this."
                     if t.torch_at_least("2.6") and t.weights_only is None else "")
     for (kind, name), issues in groups.items():
@@ -188,7 +192,7 @@ def run(ctx: Context) -> Iterator[Finding]:
                 f"({kind}).{default_note}",
                 evidence=ev, fix=Fix("rewrite the file with plain data in place of those objects",
                                      command=fix_cmd(ctx, "weights-only-safe")), blocks=True), STAGE, first.offset)
-    yield from _summary(ctx, benign, dangerous, line)
+    yield from _summary(ctx, benign, dangerous, line, residual)
     yield from _protocol(ctx, sim)
 
 
@@ -245,23 +249,54 @@ def _opcode_finding(ctx: Context, first: Issue, issues: list[Issue], ev: dict[st
                              command=fix_cmd(ctx)), blocks=True)
 
 
-def _summary(ctx: Context, benign: list[str], dangerous: list[str], line: str | None) -> Iterator[Finding]:
+def allowlist_closure(ctx: Context, table: dict[str, Any], names: list[str]) -> tuple[list[str], list[Issue]]:
+    """Allowlist ``names`` in a second dry run; add what that uncovers (classes of built objects, further
+    globals) until nothing new appears. Returns (names to allow, refusals no allowlist can lift)."""
+    from ckptdoctor.rules._sim import simulate
+
+    numpy2 = ctx.target.numpy is not None and parse_version(ctx.target.numpy) >= parse_version("1.25")
+    allow = list(names)
+    residual: list[Issue] = []
+    for _ in range(6):
+        trial = dict(table, allowed_set=table["allowed_set"] | set(allow), numpy_dtype_classes=numpy2)
+        issues = [i for i in simulate(ctx.pickles, trial).issues if i.kind != "py2-bytes"]
+        new = []
+        for i in issues:
+            if i.kind == "global" and i.name and classify_global(i.name) != "dangerous" or (
+                    i.kind in ("build", "newobj") and i.name and i.name.startswith("numpy.dtypes.")):
+                if i.name not in allow and i.name not in new:
+                    new.append(i.name)
+        residual = [i for i in issues if not (i.kind in ("global", "build", "newobj") and i.name in new)]
+        if not new:
+            break
+        allow += new
+    return allow, residual
+
+
+def _summary(ctx: Context, benign: list[str], dangerous: list[str], line: str | None,
+             residual: list[Issue]) -> Iterator[Finding]:
     if not benign and not dangerous:
         return
     t = ctx.target
     parts = []
+    if residual:
+        first = residual[0]
+        parts.append(f"Allowlisting is not enough in torch {t.torch}: with {', '.join(benign)} allowed, its "
+                     f"unpickler still refuses {first.opcode} on {first.name} at byte {first.offset} "
+                     f"('{inner_message(ctx.wo_table or {}, first)}'). Rewrite the file with plain data.")
     if line:
         parts.append(f"To load with weights_only=True in torch {t.torch} (trusted file): {line}")
         if t.torch_at_least("2.5"):
             parts.append("or, for one load only, `with torch.serialization.safe_globals([...]):` around torch.load.")
-    elif benign:
+    elif benign and not residual:
         parts.append(f"torch {t.torch} cannot allowlist globals (add_safe_globals is 2.4+, safe_globals 2.5+).")
     if dangerous:
         parts.append("Never allow: " + ", ".join(dangerous) + ". Loading this file unrestricted runs them.")
     yield finding("CKD-WO-ALLOWLIST", Severity.CRITICAL if dangerous else Severity.INFO,
                   f"{len(benign)} global(s) to allowlist" + (f", {len(dangerous)} never to allow" if dangerous else ""),
                   " ".join(parts),
-                  evidence={"allow": benign, "never_allow": dangerous},
+                  evidence={"allow": benign, "never_allow": dangerous,
+                            "not_enough": [f"{i.opcode} on {i.name} at byte {i.offset}" for i in residual[:10]]},
                   fix=Fix("allowlist exactly these (only if you trust the file)", python=line,
                           command=fix_cmd(ctx, "weights-only-safe")) if line or benign else None)
 
