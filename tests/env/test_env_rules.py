@@ -173,6 +173,22 @@ def test_cpu_torchvision_with_cuda_torch(fake: FakeEnv) -> None:
     assert f.severity == Severity.WARNING
 
 
+def test_cuda_torchvision_with_cpu_torch(fake: FakeEnv) -> None:
+    # seen for real: torch 2.13.0+cpu with the PyPI torchvision 0.28.0 (+cu130) -> torchvision::nms does not exist
+    fake.dist("torch", "2.13.0+cpu")
+    fake.dist("torchvision", "0.28.0", requires=("torch (==2.13.0)",), version_py={"__version__": "0.28.0+cu130"},
+              direct_url={"url": "file:///tmp/torchvision-0.28.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+                          "archive_info": {}})
+    env = fake.collect()
+    assert env.build("torchvision").flavour == "cu130"
+    assert env.source("torchvision").kind == "pip"  # a wheel file is a binary install, not a source build
+    findings = diagnose(env)
+    [f] = by_id(findings, "CKD-ENV-CUDA")
+    assert f.severity == Severity.ERROR and "torchvision::nms" in f.explanation
+    assert "--index-url https://download.pytorch.org/whl/cpu" in f.fix.command
+    assert "CKD-ENV-SOURCE-BUILD" not in ids(findings)
+
+
 def test_cuda_from_version_py(fake: FakeEnv) -> None:
     fake.dist("torch", "2.5.1", version_py={"__version__": "2.5.1", "cuda": "12.1"})
     b = fake.collect().build("torch")

@@ -78,7 +78,8 @@ def _render(fp: dict[str, Any]) -> None:
 
     con = Console(highlight=False)
     py = fp["python"]
-    con.print(f"Python {py['version']} ({py['implementation']}, {py['platform']} {py['machine']})  {py['executable']}")
+    con.print(f"Python {py['version']} ({py['implementation']}, {py['platform']} {py['machine']})  {py['executable']}",
+              soft_wrap=True)
     if fp.get("conda_prefix"):
         con.print(f"conda environment: {fp['conda_prefix']}")
     t = Table("package", "version", "build", "source", box=None, pad_edge=False)

@@ -103,6 +103,14 @@ ops["softmax"] = h(torch.softmax(x.reshape(3, -1), dim=1))
 try:
     import torchvision
     from torchvision.transforms import functional as TF
+except ImportError:
+    torchvision = None
+    out["torchvision"] = None
+except Exception as e:  # a broken torchvision: probe torch alone
+    torchvision = None
+    out["torchvision"] = None
+    out["torchvision_error"] = "%s: %s" % (type(e).__name__, e)
+if torchvision is not None:
     out["torchvision"] = torchvision.__version__
     img = (x[0] * 60 + 128).clamp(0, 255).to(torch.uint8)
     try:
@@ -115,8 +123,6 @@ try:
     ops["tv_normalize"] = h(TF.normalize(f, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))
     ops["tv_resize_tensor_antialias"] = h(TF.resize(f, [13, 13], antialias=True))
     ops["tv_resize_tensor_no_antialias"] = h(TF.resize(f, [13, 13], antialias=False))
-except ImportError:
-    out["torchvision"] = None
 sys.stdout.write("\n@@CKPTDOCTOR@@" + json.dumps(out) + "\n")
 """
 

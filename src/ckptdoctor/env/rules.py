@@ -287,14 +287,20 @@ def rule_cuda(env: Environment) -> Iterator[Finding]:
     if vb is not None and "unknown" not in (tb.flavour, vb.flavour) and tb.flavour != vb.flavour:
         t_cu, v_cu = tb.flavour.startswith("cu"), vb.flavour.startswith("cu")
         major_clash = t_cu and v_cu and (tb.cuda or "").split(".")[0] != (vb.cuda or "").split(".")[0]
+        cuda_tv_on_cpu_torch = v_cu and not t_cu
+        if major_clash:
+            why = ("torchvision refuses to load when its CUDA major differs from torch's ('Detected that "
+                   "PyTorch and torchvision were compiled with different CUDA major versions').")
+        elif cuda_tv_on_cpu_torch:
+            why = ("A CUDA build of torchvision links torch's CUDA libraries, which a CPU torch does not have: "
+                   "its operators fail to register ('operator torchvision::nms does not exist').")
+        else:
+            why = ("torch and torchvision come from different build flavours; torchvision's compiled ops may be "
+                   "missing for the device you use ('Could not run torchvision::nms with arguments from the "
+                   "CUDA backend').")
         yield Finding(
-            "CKD-ENV-CUDA", Severity.ERROR if major_clash else Severity.WARNING,
-            f"torch is a {tb.flavour} build but torchvision a {vb.flavour} build",
-            ("torchvision refuses to load when its CUDA major differs from torch's ('Detected that PyTorch "
-             "and torchvision were compiled with different CUDA major versions')." if major_clash else
-             "torch and torchvision come from different build flavours; torchvision's compiled ops may be "
-             "missing for the device you use ('Could not run torchvision::nms with arguments from the CUDA "
-             "backend') or fail to load."),
+            "CKD-ENV-CUDA", Severity.ERROR if major_clash or cuda_tv_on_cpu_torch else Severity.WARNING,
+            f"torch is a {tb.flavour} build but torchvision a {vb.flavour} build", why,
             {"torch": tb.to_dict(), "torchvision": vb.to_dict()},
             Fix(f"install the torchvision {tb.flavour} build",
                 install_command(env, {"torchvision": (env.dist("torchvision") or env.dist("torch")).public},

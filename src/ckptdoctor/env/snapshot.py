@@ -117,6 +117,9 @@ def source_of(d: Dist, conda: CondaRecord | None) -> Source:
         return Source("editable", None, tool, f"editable install from {d.direct_url.get('url') if d.direct_url else '?'}")
     if origin == "vcs":
         return Source("vcs", None, tool, f"built from VCS {d.direct_url.get('url') if d.direct_url else '?'}")
+    url = str((d.direct_url or {}).get("url", ""))
+    if origin in ("local-file", "url") and url.endswith(".whl"):
+        return Source("pip", "wheel-file", tool, f"{d.installer} wheel file {url.rsplit('/', 1)[-1]}")
     if origin in ("local-dir", "local-file", "url"):
         return Source("local", None, tool, f"{origin}: {d.direct_url.get('url') if d.direct_url else '?'}")
     if d.installer is None:
