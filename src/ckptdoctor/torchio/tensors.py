@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ckptdoctor.dtypes import PACKED_BITS  # sub-byte quantized dtypes: several elements per byte
 from ckptdoctor.errors import UnreadableFile
 from ckptdoctor.model import TensorRecord
 from ckptdoctor.torchio.storages import torch_dtype
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from ckptdoctor.torchio.convert import Converter
 
 TENSOR_FLAGS = ("conj", "neg")  # what torch._utils.set_tensor_metadata understands
-PACKED_BITS = {"quint4x2": 4, "quint2x4": 2}  # sub-byte quantized dtypes: elements per byte > 1
 PER_TENSOR = ("per_tensor_affine", "per_tensor_symmetric")
 PER_CHANNEL = ("per_channel_affine", "per_channel_affine_float_qparams", "per_channel_symmetric")
 
