@@ -388,6 +388,8 @@ class Machine:
             elif name == "STOP":
                 need(1)
                 res.value = stack.pop()
+                if not res.protocol:  # no PROTO opcode: protocol 0 or 1, told apart by the opcodes used
+                    res.protocol = max((OPPROTO[o] for o in res.opcodes_used), default=0)
                 res.end = r.pos
                 res.n_ops = n_ops
                 res.start = start
@@ -606,7 +608,14 @@ def _opnames() -> dict[int, str]:
     return table
 
 
+def _opprotos() -> dict[str, int]:
+    import pickletools
+
+    return {op.name: op.proto for op in pickletools.opcodes}  # the protocol that introduced each opcode
+
+
 OPNAMES = _opnames()
+OPPROTO = _opprotos()
 HANDLED = frozenset(
     """MARK STOP POP POP_MARK DUP FLOAT INT BININT BININT1 LONG BININT2 NONE PERSID BINPERSID REDUCE
     STRING BINSTRING SHORT_BINSTRING UNICODE BINUNICODE APPEND BUILD GLOBAL DICT EMPTY_DICT APPENDS GET
