@@ -62,9 +62,17 @@ def _extension(d: str, part: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=256)
 def defined_names(path: str) -> frozenset[str] | None:
     """Top-level names a .py file defines or imports; None when it cannot be known (star import, __getattr__)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _defined_names(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=256)
+def _defined_names(path: str, _mtime: int, _size: int) -> frozenset[str] | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             tree = ast.parse(fh.read())
