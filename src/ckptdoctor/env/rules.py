@@ -87,7 +87,37 @@ def required_torch(d: Dist) -> str | None:
     return None
 
 
+def _release(v: str) -> tuple[int, ...] | None:
+    m = re.match(r"^\s*v?(\d+(?:\.\d+)*)\s*$", v.split("+")[0])
+    return tuple(int(x) for x in m.group(1).split(".")) if m else None
+
+
+def _pad(a: tuple[int, ...], n: int) -> tuple[int, ...]:
+    return a + (0,) * (n - len(a))
+
+
+def _simple_satisfies(version: str, spec: str) -> bool | None:
+    """Plain release numbers against ``==,!=,>=,<=,>,<`` clauses; None when packaging is needed."""
+    have = _release(version)
+    if have is None:
+        return None
+    ops = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">=": lambda a, b: a >= b,
+           "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b}
+    for clause in filter(None, (c.strip() for c in spec.split(","))):
+        m = re.match(r"^(==|!=|>=|<=|>|<)\s*(.+)$", clause)
+        want = _release(m.group(2)) if m else None
+        if m is None or want is None:
+            return None
+        n = max(len(have), len(want))
+        if not ops[m.group(1)](_pad(have, n), _pad(want, n)):
+            return False
+    return True
+
+
 def _satisfies(version: str, spec: str) -> bool:
+    quick = _simple_satisfies(version, spec)
+    if quick is not None:
+        return quick
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
     from packaging.version import InvalidVersion
 
