@@ -68,8 +68,19 @@ def test_conda_forge_torch_with_pip_torchvision(fake: FakeEnv) -> None:
     [f] = by_id(findings, "CKD-ENV-MIXED-SOURCE")
     assert f.severity == Severity.ERROR
     assert "pip uninstall -y torchvision" in f.fix.command
-    assert "conda install -c conda-forge torchvision=0.20.1" in f.fix.command
+    assert "conda install -c conda-forge torchvision=0.20" in f.fix.command
     assert "CKD-ENV-TV-MISMATCH" not in ids(findings)
+
+
+def test_mixed_and_mismatched_fixes_agree(fake: FakeEnv) -> None:
+    fake.conda("pytorch", "2.1.2", "cpu_generic_py311h3496f23_1", CONDA_FORGE)
+    fake.dist("torch", "2.1.2", installer="conda")
+    fake.dist("torchvision", "0.17.0", requires=("torch (==2.2.0)",))
+    findings = diagnose(fake.collect())
+    [mixed] = by_id(findings, "CKD-ENV-MIXED-SOURCE")
+    [mismatch] = by_id(findings, "CKD-ENV-TV-MISMATCH")
+    assert mixed.fix.command.endswith("conda install -c conda-forge torchvision=0.16")
+    assert mismatch.fix.command == "conda install -c conda-forge torchvision=0.16"
 
 
 def test_conda_forge_torch_with_pytorch_channel_torchvision(fake: FakeEnv) -> None:

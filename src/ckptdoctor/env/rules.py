@@ -127,6 +127,24 @@ def _satisfies(version: str, spec: str) -> bool:
         return True
 
 
+def companion_for(env: Environment, name: str) -> str | None:
+    """The torchvision/torchaudio version to install beside the installed torch (None if unknown)."""
+    torch = env.dist("torch")
+    row = compat.row_for_torch(torch.version) if torch else None
+    if torch is None or row is None:
+        return None
+    src = env.source("torch")
+    conda = src is not None and src.tool == "conda"  # conda builds: pick the series, let the solver match
+    if name == "torchvision":
+        exact = row.torchvision_for(torch.public)
+        return row.torchvision if conda else (exact or f"{row.torchvision}.*")
+    if name == "torchaudio" and row.torchaudio:
+        if compat.minor_tuple(torch.version) >= (2, 0):
+            return compat.minor(torch.version) if conda else torch.public
+        return row.torchaudio if conda else f"{row.torchaudio}.*"
+    return None
+
+
 def _companion_mismatch(env: Environment, name: str, fid: str) -> Iterator[Finding]:
     torch, comp = env.dist("torch"), env.dist(name)
     if torch is None or comp is None:
@@ -149,13 +167,7 @@ def _companion_mismatch(env: Environment, name: str, fid: str) -> Iterator[Findi
         how = f"the compatibility table pairs {name} {compat.minor(comp.version)} with torch {expected_minor}"
     if not bad:
         return
-    row = compat.row_for_torch(torch.version)
-    want = None
-    if row is not None:
-        if name == "torchvision":
-            want = row.torchvision_for(torch.public) or f"{row.torchvision}.*"
-        elif row.torchaudio:
-            want = torch.public if compat.minor_tuple(torch.version) >= (2, 0) else f"{row.torchaudio}.*"
+    want = companion_for(env, name)
     cmd = install_command(env, {name: want}, like="torch") if want else None
     yield Finding(
         fid, Severity.ERROR, f"{name} {comp.version} was built for a different torch than {torch.version}",
@@ -196,8 +208,8 @@ def rule_mixed_source(env: Environment) -> Iterator[Finding]:
             continue
         fam = _family(src)
         d = env.dist(name)
-        fix_cmd = (f"{uninstall_command(env, name, src)} && "
-                   f"{install_command(env, {name: d.public if d else None}, like='torch')}")
+        want = companion_for(env, name) or (d.public if d else None)
+        fix_cmd = f"{uninstall_command(env, name, src)} && {install_command(env, {name: want}, like='torch')}"
         yield Finding(
             "CKD-ENV-MIXED-SOURCE", Severity.ERROR,
             f"torch from {tfam.replace(':', ' ')} but {name} from {fam.replace(':', ' ')}",
