@@ -35,8 +35,10 @@ def test_local_scan_and_rescan_skips_unchanged(tmp_path):
     stats = run_scan(todo, store, spec, workers=2)
     assert stats.scanned == len(files)
     rows = {r["path"]: r for r in store.rows()}
-    gen = [r for p, r in rows.items() if "/generated/" in p]
-    assert all(r["verdict"] == "ok" and r["tensors"] for r in gen)
+    gen = {Path(p).name: r for p, r in rows.items() if "/generated/" in p}
+    sample = gen.pop("tiny_checkpoint.pt")  # holds an argparse.Namespace: refused by weights_only (torch >= 2.6)
+    assert all(r["verdict"] == "ok" and r["tensors"] for r in gen.values())
+    assert sample["verdict"] in ("ok", "will-not-load") and sample["tensors"] == 27
     corpus = {Path(p).name: r for p, r in rows.items() if "/corpus/" in p}
     if corpus:
         assert corpus["drexterman__Tiny_GPT__checkpoint.pth.tar"]["format"] == "lfs-pointer"
