@@ -32,7 +32,8 @@ Exit codes: 0 written and verified (or --plan); 1 verification failed (nothing w
 """
 
 ToOpt = Annotated[str | None, typer.Option("--to", help="Output container: zip, legacy or safetensors "
-                                           "(default: from OUT's suffix, else zip; legacy for --torch < 1.6).")]
+                                           "(default: .safetensors from OUT's suffix; else fix keeps zip/legacy "
+                                           "and convert writes zip; legacy for --torch < 1.6).")]
 TorchOpt = Annotated[str | None, typer.Option("--torch", help="The torch version that must load the result "
                                               "(default 2.13).")]
 RecordOpt = Annotated[bool, typer.Option("--record", help="Also write OUT.changes.json: steps, changes, "
