@@ -74,4 +74,75 @@ def estimate_producer(ckpt: Checkpoint) -> Producer:
         _narrow(p, "1.6", None, "complex storages (1.6+)")
     if any(g.startswith("torch.nn.backends.thnn") for g in globals_):
         _narrow(p, None, "1.0.1", "torch.nn.backends.thnn (removed after 1.0)")
+    _from_features(p, ckpt)
     return p
+
+
+def _from_features(p: Producer, ckpt: Checkpoint) -> None:
+    """Narrow with the per-release tables read from torch's source (data/torch_features.json):
+    rebuild functions, storage classes, dtypes and torch.nn.Module attributes the file carries."""
+    from ckptdoctor.rules._tables import span, torch_features
+
+    feats = torch_features()
+    rels = feats.get("releases") or []
+    if not rels:
+        return
+    oldest = rels[0]
+
+    def use(kind: str, key: str, what: str) -> None:
+        s = span(kind, key)
+        if s is None:
+            return
+        first, last = s
+        lo = first if first and Version(first) > Version(oldest) else None
+        if lo or last:
+            _narrow(p, lo, last, f"{what} ({first if lo else '<=' + oldest}..{last or 'latest'})")
+
+    for g in ckpt.globals:
+        module, _, name = g.rpartition(".")
+        if name.startswith("_rebuild_") and module in ("torch._utils", "torch._tensor", "torch.tensor"):
+            use("rebuild_functions", g, g)
+        elif module in ("torch", "torch.storage", "torch.cuda") and name.endswith("Storage"):
+            use("storage_classes", name, g)
+        elif module == "torch" and name in feats.get("dtypes", {}) and name.startswith(("uint", "float8", "bits",
+                                                                                         "float4", "int1", "int2")):
+            use("dtypes", name, f"dtype {g}")
+    if any(getattr(r, "py2_strings", False) for _label, r in ckpt.pickles):
+        _narrow(p, None, "1.4", "pickled by Python 2 (torch 1.4 was the last release for Python 2.7)")
+    _module_attrs(p, ckpt, feats, rels)
+
+
+def _module_attrs(p: Producer, ckpt: Checkpoint, feats: dict, rels: list[str]) -> None:
+    from ckptdoctor.pickle.objects import PickledObject
+    from ckptdoctor.walk import is_module
+
+    root = ckpt.root
+    mod = None
+    if isinstance(root, PickledObject) and is_module(root):
+        mod = root
+    elif isinstance(root, dict):
+        mod = next((v for v in root.values() if isinstance(v, PickledObject) and is_module(v)), None)
+    info = feats.get("nn_modules", {}).get("torch.nn.modules.module.Module")
+    if mod is None or not info:
+        return
+    present = set(mod.attrs)
+    lo: tuple[str, str] | None = None  # (release, attribute) the file must be at least
+    hi: tuple[str, str] | None = None  # (release, attribute) the file must be at most
+    for attr, spans in info["attrs"].items():
+        first, last = spans.get("init", [None, None])
+        if not first or Version(first) <= Version(rels[0]):
+            continue
+        if attr in present:
+            if lo is None or Version(first) > Version(lo[0]):
+                lo = (first, attr)
+            if last and (hi is None or Version(last) < Version(hi[0])):
+                hi = (last, attr)
+        elif first in rels and rels.index(first) > 0:
+            before = rels[rels.index(first) - 1]
+            if hi is None or Version(before) < Version(hi[0]):
+                hi = (before, attr)
+    if lo:
+        _narrow(p, lo[0], None, f"pickled nn.Module has {lo[1]} (Module.__init__ sets it from {lo[0]})")
+    if hi:
+        _narrow(p, None, hi[0], f"pickled nn.Module lacks {hi[1]} (Module.__init__ of later releases sets it)"
+                if hi[1] not in present else f"pickled nn.Module has {hi[1]} (last set in {hi[0]})")
