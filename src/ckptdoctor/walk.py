@@ -8,15 +8,18 @@ contributes its ``state_dict()`` under ``<path>.state_dict.`` exactly as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ckptdoctor.errors import LimitExceeded
+from ckptdoctor.limits import DEFAULT_LIMITS, Limits
 from ckptdoctor.model import TensorRecord
 from ckptdoctor.pickle.objects import OrderedDictValue, PickledObject
 
-MAX_NODES = 20_000_000
+MAX_NODES = DEFAULT_LIMITS.max_walk_nodes  # kept for callers; see Limits
+NO_CYCLE = 1 << 62
+_LEAVES = (str, bytes, int, float, bool)
 
 
 @dataclass(slots=True, eq=False)
@@ -66,37 +69,80 @@ def _key(k: Any) -> str:
     return str(k)
 
 
-def iter_tensors(root: Any) -> Iterator[tuple[str, TensorRecord]]:
-    """Depth-first, in insertion order; shared objects are visited at every path, cycles once."""
-    on_path: set[int] = set()
-    budget = [MAX_NODES]
+def iter_tensors(root: Any, limits: Limits = DEFAULT_LIMITS) -> Iterator[tuple[str, TensorRecord]]:
+    """Depth-first, in insertion order; shared objects are visited at every path, cycles once.
 
-    def visit(v: Any, path: str) -> Iterator[tuple[str, TensorRecord]]:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise LimitExceeded("values walked", MAX_NODES)
+    Bounded for hostile trees (see docs/limits.md): a container already walked that held no tensor
+    (and led back to no ancestor) is not walked again but counted again, so a "billion laughs" DAG
+    costs its size in time and is refused by ``max_walk_nodes`` for its paths; re-entering shared values
+    that hold tensors counts against ``max_shared_visits``, and depth against ``max_depth``.
+    """
+    on_path: dict[int, int] = {}  # id -> depth, for the containers on the current path
+    # containers walked before, with no tensor below and no cycle out of them -> values they expand to
+    tensor_free: dict[int, int] = {}
+    entered: set[int] = set()
+    counts = [0, 0]  # values walked (shared ones at every path), re-entries of values entered before
+
+    def walked(n: int) -> None:
+        counts[0] += n
+        if counts[0] > limits.max_walk_nodes:
+            raise LimitExceeded("values walked (shared references counted at every path)",
+                                limits.max_walk_nodes, counts[0])
+
+    def enter(vid: int, depth: int) -> None:
+        walked(1)
+        if vid in entered:
+            counts[1] += 1
+            if counts[1] > limits.max_shared_visits:
+                raise LimitExceeded("re-visits of shared values (a reference bomb?)", limits.max_shared_visits,
+                                    counts[1])
+        else:
+            entered.add(vid)
+        if depth > limits.max_depth:
+            raise LimitExceeded("nesting depth", limits.max_depth, depth)
+
+    def visit(v: Any, path: str, depth: int) -> Generator[tuple[str, TensorRecord], None, int]:
+        """Yields the tensors under ``v``; returns the depth of the shallowest ancestor a cycle led back
+        to (``NO_CYCLE`` if none, -1 if a tensor was found): ``>= depth`` means path-independent."""
         if isinstance(v, TensorRecord):
+            enter(id(v), depth)
             yield path, v
-            return
-        if isinstance(v, (str, bytes, int, float, bool)) or v is None:
-            return
+            return -1
+        if isinstance(v, _LEAVES) or v is None:
+            return NO_CYCLE
         vid = id(v)
-        if vid in on_path:
-            return
-        on_path.add(vid)
+        size = tensor_free.get(vid)
+        if size is not None:
+            walked(size)
+            return NO_CYCLE
+        back = on_path.get(vid)
+        if back is not None:
+            return back
+        enter(vid, depth)
+        before = counts[0] - 1
+        on_path[vid] = depth
+        low = NO_CYCLE
         try:
             sep = "." if path else ""
             if isinstance(v, dict):
                 for k, x in v.items():
-                    yield from visit(x, f"{path}{sep}{_key(k)}")
+                    low = min(low, (yield from visit(x, f"{path}{sep}{_key(k)}", depth + 1)))
             elif isinstance(v, (list, tuple)):
                 for i, x in enumerate(v):
-                    yield from visit(x, f"{path}{sep}{i}")
+                    low = min(low, (yield from visit(x, f"{path}{sep}{i}", depth + 1)))
             elif isinstance(v, ScriptModuleValue):
-                yield from visit(v.state_dict, f"{path}{sep}state_dict")
+                low = yield from visit(v.state_dict, f"{path}{sep}state_dict", depth + 1)
             elif is_module(v):
-                yield from visit(module_state_dict(v), f"{path}{sep}state_dict")
+                # the state_dict is built afresh on each visit: walk its items here, so that only
+                # values reachable from the root (whose ids stay theirs) are ever remembered
+                prefix = f"{path}{sep}state_dict."
+                for k, x in module_state_dict(v).items():
+                    low = min(low, (yield from visit(x, prefix + _key(k), depth + 2)))
         finally:
-            on_path.discard(vid)
+            del on_path[vid]
+        if low >= depth:
+            tensor_free[vid] = counts[0] - before
+            return NO_CYCLE
+        return low
 
-    yield from visit(root, "")
+    yield from visit(root, "", 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -50,14 +50,24 @@ def inspect(
             print(json.dumps(error_report(path, e.kind, str(e), **e.fields), indent=2))
         print(f"ckptdoctor: cannot read: {e}", file=sys.stderr)
         raise typer.Exit(ExitCode.UNREADABLE) from None
+    except Exception as e:  # limits (bombs), missing or unreadable paths: --json still gets its document
+        if as_json:
+            _refuse_json(path, e)
+        raise
     with ckpt:
         progress = None
-        if with_hash and not as_json and sys.stderr.isatty():
-            progress = _progress_bar(sum(t.nbytes for _, t in ckpt.tensors()))
-        report = build_report(ckpt, with_hash=with_hash, tree_depth=tree_depth,
-                              progress=progress.advance if progress else None)
-        if progress:
-            progress.stop()
+        try:
+            if with_hash and not as_json and sys.stderr.isatty():
+                progress = _progress_bar(sum(t.nbytes for _, t in ckpt.tensors()))
+            report = build_report(ckpt, with_hash=with_hash, tree_depth=tree_depth,
+                                  progress=progress.advance if progress else None)
+        except Exception as e:  # the tensor walk's limits, data that is not all there (--hash)
+            if as_json:
+                _refuse_json(path, e, ckpt.format)
+            raise
+        finally:
+            if progress:
+                progress.stop()
     if as_json:
         sys.stdout.write(json.dumps(report, indent=1, default=str) + "\n")
     else:
@@ -72,6 +82,32 @@ def inspect(
         code = print_load_summary(path, to_stderr=as_json)  # --json keeps stdout pure JSON
         if code:
             raise typer.Exit(code)
+
+
+def _refuse_json(path: str, err: Exception, fmt: str | None = None) -> NoReturn:
+    """The error document on stdout and the one-line reason on stderr; exit 2 (see docs/inspect.md)."""
+    from ckptdoctor.cli.errors import one_line
+    from ckptdoctor.errors import LimitExceeded, UnreadableFile
+    from ckptdoctor.report.inspect_report import error_report
+
+    if fmt is not None:  # read, then refused while walking it: it is what it is
+        kind = fmt
+    elif isinstance(err, UnreadableFile):
+        kind = err.kind
+    elif isinstance(err, LimitExceeded):
+        kind = "refused"
+    elif isinstance(err, FileNotFoundError):
+        kind = "missing"
+    elif isinstance(err, PermissionError):
+        kind = "permission-denied"
+    else:
+        kind = "error"
+    message = one_line(err)
+    doc = error_report(path, kind, message, **getattr(err, "fields", {}))
+    doc["error_code"] = getattr(err, "code", None) or kind
+    print(json.dumps(doc, indent=2))
+    print(f"ckptdoctor: error: {message}", file=sys.stderr)
+    raise typer.Exit(ExitCode.UNREADABLE) from None
 
 
 class _progress_bar:

@@ -162,12 +162,14 @@ class ZipArchive:
             if csize and e.usize // max(csize, 1) > self.limits.max_inflate_ratio:
                 raise LimitExceeded("zip compression ratio", self.limits.max_inflate_ratio, e.usize // csize)
             d = zlib.decompressobj(-15)
-            try:
-                out = d.decompress(self.source.read(off, csize), cap + 1)
+            try:  # never inflate past the declared size: a directory that lies small is a zip bomb
+                out = d.decompress(self.source.read(off, csize), e.usize + 1)
             except zlib.error as err:
                 raise UnreadableFile(f"{self.source.name}: corrupt deflate data in {e.name}: {err}", kind="corrupt") from None
-            if len(out) > cap:
-                raise LimitExceeded(f"inflated size of {e.name}", cap, len(out))
+            if len(out) > e.usize:
+                raise UnreadableFile(
+                    f"{self.source.name}: member {e.name} inflates to more than the {e.usize} bytes its header "
+                    f"declares (a corrupt archive or a zip bomb)", kind="corrupt")
             return out
         raise UnreadableFile(f"{self.source.name}: zip member {e.name} uses unsupported compression {e.method}",
                              kind="corrupt")
