@@ -285,6 +285,7 @@ def extract(root: Path, version: str) -> dict[str, object]:
             if kind:
                 special[kind] = [e.value for e in ast.walk(node.test.comparators[0])
                                  if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    flat = " ".join(wo_src.split()).replace("( ", "(").replace(" )", ")")
     utils = ast.parse((root / "torch/_utils.py").read_text())
     import_mapping = string_constant(utils, "IMPORT_MAPPING") or {}
     name_mapping = string_constant(utils, "NAME_MAPPING") or {}
@@ -298,10 +299,10 @@ def extract(root: Path, version: str) -> dict[str, object]:
         "allowed_opcodes": handled_opcodes(wo),
         "blocklisted_modules": blocked,
         "py2_name_mapping": py2,
-        "newobj": "allowlisted" if "cls in _get_allowed_globals().values()" in wo_src.replace("\n", " ")
-                  or re.search(r"or cls in _get_allowed_globals\(\)\.values\(\)", wo_src.replace("\n", " "))
-                  else ("parameter-or-user" if "_get_user_allowed_globals" in wo_src else "parameter"),
-        "build": "allowlisted" if "type(inst) in _get_user_allowed_globals().values()" in wo_src else "fixed",
+        "newobj": ("allowlisted" if "cls in _get_allowed_globals().values()" in flat
+                   else "parameter-or-user" if "cls in _get_user_allowed_globals().values()" in flat else "parameter"),
+        "build": ("allowlisted" if "type(inst) in _get_allowed_globals().values()" in flat
+                  else "user" if "type(inst) in _get_user_allowed_globals().values()" in flat else "fixed"),
         "setitem_targets": setitem,
         "persistent_id_int": "type(pid) is not int" in wo_src,
         "message_strips_builtins": "builtins_name" in wo_src,

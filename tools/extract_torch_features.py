@@ -273,12 +273,14 @@ def main(argv: list[str]) -> int:
     for kind, table in present.items():
         data[kind] = {k: span(v) for k, v in sorted(table.items())}
     nn_out: dict[str, object] = {}
+    init_anywhere = {a for d in nn_attr.values() for a, x in d.items() if "init" in x}
+    used_anywhere = {a for d in nn_attr.values() for a, x in d.items() if "used" in x} & init_anywhere
     for cls in sorted(nn_attr):
         nn_out[cls] = {
             "bases": nn_bases.get(cls, []),
             "setstate": span(nn_has_setstate[cls]) if cls in nn_has_setstate else None,
             "attrs": {a: {k: span(v) for k, v in sorted(d.items())} for a, d in sorted(nn_attr[cls].items())
-                      if "init" in d},
+                      if "init" in d or a in used_anywhere},
         }
     data["nn_modules"] = nn_out
     out_path.write_text(json.dumps(data, separators=(",", ":"), sort_keys=True) + "\n")

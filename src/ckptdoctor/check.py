@@ -27,13 +27,34 @@ from ckptdoctor.rules._tables import parse_version, release, weights_only_table,
 
 
 def installed_version(dist: str) -> str | None:
-    """Version of an installed distribution, from its metadata (never imports it)."""
+    """Version of an installed distribution, from its metadata (never imports it).
+
+    Looks for ``<dist>-<version>.dist-info`` on sys.path first (one directory listing each; the
+    metadata API scans every distribution), then asks importlib.metadata."""
+    found = _dist_infos().get(dist.replace("-", "_").lower())
+    if found:
+        return found
     from importlib import metadata
 
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _dist_infos() -> dict[str, str]:
+    """normalised distribution name -> version, from the .dist-info folder names on sys.path (first wins)."""
+    out: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(".dist-info") and "-" in n:
+                name, _, version = n[: -len(".dist-info")].partition("-")
+                out.setdefault(name.lower(), version)
+    return out
 
 
 def _gpu_count() -> int:

@@ -176,6 +176,7 @@ def _run(res: SimResult, label: str, buf: Any, start: int, end: int, base: int,
     setitem_ok = set(table["setitem_targets"]) if wo and table.get("setitem_targets") else None
     newobj_mode = table.get("newobj") if wo else None
     build_mode = table.get("build") if wo else None
+    user: frozenset[str] = frozenset(table.get("user_allowed", ())) if wo else frozenset()
     stack: list[V] = []
     metastack: list[list[V]] = []
     memo: dict[int, V] = {}
@@ -206,7 +207,7 @@ def _run(res: SimResult, label: str, buf: Any, start: int, end: int, base: int,
             if m in blocked:
                 issue("blocked", pos, op, name=full, raw_name=raw, detail=m)
                 g.bad = True
-            elif full not in allowed:
+            elif full not in allowed and full not in user:
                 issue(special.get(full, "global"), pos, op, name=full, raw_name=raw)
                 g.bad = True
         stack.append(g)
@@ -256,8 +257,10 @@ def _run(res: SimResult, label: str, buf: Any, start: int, end: int, base: int,
                 if func.kind != "global":
                     issue("reduce" if name == "REDUCE" else "newobj", pos, op, name=func.name or "<value>")
                     bad = True
-                elif name in ("NEWOBJ", "NEWOBJ_EX", "OBJ") and func.name != "torch.nn.parameter.Parameter" \
-                        and newobj_mode != "allowlisted":
+                elif name in ("NEWOBJ", "NEWOBJ_EX", "OBJ") and not (
+                        func.name == "torch.nn.parameter.Parameter"
+                        or (newobj_mode in ("parameter-or-user", "allowlisted") and func.name in user)
+                        or (newobj_mode == "allowlisted" and func.name in allowed)):
                     issue("newobj", pos, op, name=func.name)
                     bad = True
             stack.append(V("obj", rtype, bad=bad))
@@ -265,7 +268,8 @@ def _run(res: SimResult, label: str, buf: Any, start: int, end: int, base: int,
             state = pop()
             inst = top()
             if wo and not (inst.bad or state.bad):
-                ok = inst.name in FIXED_BUILD or (build_mode == "allowlisted" and inst.name in allowed)
+                ok = (inst.name in FIXED_BUILD or (build_mode in ("user", "allowlisted") and inst.name in user)
+                      or (build_mode == "allowlisted" and inst.name in allowed))
                 if not ok:
                     issue("build", pos, op, name=inst.name)
                     inst.bad = True
@@ -331,7 +335,7 @@ def _run(res: SimResult, label: str, buf: Any, start: int, end: int, base: int,
                 text: Any = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 res.issues.append(Issue("py2-bytes", base + pos, label, name, code=op.code.encode("latin-1")[0],
-                                        detail=f"{e.reason} at byte {e.start}: {raw[:24]!r}"))
+                                        detail=str(e)))
                 text = raw
             stack.append(V("obj", "builtins.str", text))
         elif name in ("UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"):

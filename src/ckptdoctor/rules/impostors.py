@@ -65,7 +65,10 @@ def predicted_error(ctx: Context) -> str | None:
     head = ctx.head
     kind = ctx.error.kind if ctx.error is not None else ""
     if not head:
-        return "EOFError: Ran out of input" if kind == "empty" else None
+        if kind != "empty":
+            return None
+        wo = ctx.target.loads_weights_only and ctx.target.torch_at_least("1.13")
+        return "EOFError: " if wo else "EOFError: Ran out of input"  # torch's own unpickler says nothing
     if head[:4] == b"PK\x03\x04":
         if kind == "other-zip":
             members = (ctx.error.fields.get("members") or []) if ctx.error is not None else []

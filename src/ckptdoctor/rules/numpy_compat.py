@@ -27,17 +27,33 @@ CORE_SHIMS_1_26 = {"numpy._core", "numpy._core.multiarray", "numpy._core.umath",
                    "numpy._core._dtype", "numpy._core._dtype_ctypes", "numpy._core._multiarray_umath"}
 
 
-def numpy_paths(root: Any, limit: int = 200_000) -> dict[str, str]:
-    """First key path of each numpy global used as an object in the value tree."""
+def numpy_paths(root: Any, globals_: list[str] | None = None, limit: int = 200_000) -> dict[str, str]:
+    """First key path of each numpy global used as an object in the value tree (numpy scalars, arrays and
+    dtypes the reader rebuilt are attributed to the file's global for them)."""
+    import numpy as np
+
+    gl = globals_ or []
+    scalar = next((g for g in gl if g.endswith("multiarray.scalar")), "numpy.core.multiarray.scalar")
+    recon = next((g for g in gl if g.endswith("multiarray._reconstruct")), "numpy.core.multiarray._reconstruct")
     out: dict[str, str] = {}
     seen: set[int] = set()
     stack: list[tuple[Any, str]] = [(root, "")]
     while stack and len(seen) < limit:
         v, path = stack.pop()
-        if id(v) in seen or isinstance(v, (str, bytes, int, float, bool)) or v is None:
+        if id(v) in seen or (isinstance(v, (str, bytes, int, float, bool)) and not isinstance(v, np.generic)) \
+                or v is None:
             continue
         seen.add(id(v))
         sep = "." if path else ""
+        if isinstance(v, np.generic):
+            out.setdefault(scalar, path or "<root>")
+            continue
+        if isinstance(v, np.ndarray):
+            out.setdefault(recon, path or "<root>")
+            continue
+        if isinstance(v, np.dtype):
+            out.setdefault("numpy.dtype", path or "<root>")
+            continue
         if isinstance(v, dict):
             stack.extend((x, f"{path}{sep}{k}") for k, x in reversed(list(v.items())))
         elif isinstance(v, (list, tuple)):
@@ -65,7 +81,7 @@ def run(ctx: Context) -> Iterator[Finding]:
     if ctx.pickles:
         for full_name, _raw, off, _label in ctx.sim(False).globals:
             offsets.setdefault(full_name, off)
-    paths = numpy_paths(ckpt.root)
+    paths = numpy_paths(ckpt.root, nglobals)
     where = ", ".join(f"{p} ({g.rsplit('.', 1)[1]})" for g, p in list(paths.items())[:5])
     yield finding(
         "CKD-NUMPY-OBJECTS", Severity.INFO if full else Severity.WARNING,

@@ -258,7 +258,7 @@ def allowlist_closure(ctx: Context, table: dict[str, Any], names: list[str]) -> 
     allow = list(names)
     residual: list[Issue] = []
     for _ in range(6):
-        trial = dict(table, allowed_set=table["allowed_set"] | set(allow), numpy_dtype_classes=numpy2)
+        trial = dict(table, user_allowed=frozenset(allow), numpy_dtype_classes=numpy2)
         issues = [i for i in simulate(ctx.pickles, trial).issues if i.kind != "py2-bytes"]
         new = []
         for i in issues:

@@ -250,7 +250,7 @@ def _attrs(ctx: Context, modules: list[PickledObject]) -> Iterator[Finding]:
             info = nn[c]
             setstate_on = _in(info.get("setstate"), v)
             for a, spans in info["attrs"].items():
-                if a in present or not _in(spans.get("init"), v):
+                if a in present or "init" not in spans or not _in(spans.get("init"), v):
                     continue
                 used = c.endswith(".Module") or any(_in(nn[x]["attrs"].get(a, {}).get("used"), v) for x in chain)
                 if not used:
