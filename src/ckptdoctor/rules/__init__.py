@@ -22,7 +22,6 @@ from ckptdoctor.rules import (
     numpy_compat,
     producer_rule,
     py2,
-    security,
     weights_only,
     whole_model,
 )
@@ -59,7 +58,6 @@ ALL_RULES: tuple[Rule, ...] = (
     Rule("devices", devices),
     Rule("batchnorm", batchnorm),
     Rule("producer", producer_rule),
-    Rule("security", security, on_readable=True, on_unreadable=True),
 )
 
 
