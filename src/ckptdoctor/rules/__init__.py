@@ -22,6 +22,7 @@ from ckptdoctor.rules import (
     numpy_compat,
     producer_rule,
     py2,
+    security,
     weights_only,
     whole_model,
 )
@@ -58,6 +59,7 @@ ALL_RULES: tuple[Rule, ...] = (
     Rule("devices", devices),
     Rule("batchnorm", batchnorm),
     Rule("producer", producer_rule),
+    Rule("security", security, on_readable=True, on_unreadable=True),
 )
 
 

@@ -69,7 +69,16 @@ def findings_for(fs: Any, ckpt: Any = None, error: BaseException | None = None) 
     from ckptdoctor.security.integrity import integrity_findings
 
     out = file_findings(fs) + integrity_findings(fs, ckpt, error)
-    return sorted(out, key=lambda f: -int(f.severity))
+    return sorted((_with_path(f, fs.name) for f in out), key=lambda f: -int(f.severity))
+
+
+def _with_path(f: Finding, path: str) -> Finding:
+    if f.fix is None or not f.fix.command or "FILE" not in f.fix.command:
+        return f
+    import shlex
+    from dataclasses import replace
+
+    return replace(f, fix=replace(f.fix, command=f.fix.command.replace("FILE", shlex.quote(path))))
 
 
 def analyze(ckpt: Any, *, limits: Any = None) -> list[Finding]:

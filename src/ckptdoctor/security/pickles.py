@@ -298,6 +298,11 @@ def _analyse(scan: PickleScan, rec: _Recorder, globals_: list[Global]) -> None:
                                     "(monkey-patches a module, class or function for later calls)", "state",
                                     "build-on-global"))
             continue
+        special = _special_keys(state)
+        if special:
+            scan.indirect.append(Indirect("BUILD", off, f"BUILD assigns {special[0]} on "
+                                          f"{_name(obj.callee) if isinstance(obj, PickledObject) else _name(obj)}: "
+                                          "a later BUILD or call runs the assigned value", f"BUILD {_preview(state)}"))
         owner = obj.callee if isinstance(obj, PickledObject) else None
         via = f"{_name(owner) if owner is not None else type(obj).__name__}.__setstate__"
         _flow(scan, [state], "BUILD", off, via, seen, budget,
@@ -321,6 +326,14 @@ def _flow(scan: PickleScan, values: list, op: str, offset: int, via: str | None,
             data = evaluate_bytes(v)
             if data is not None and looks_like_payload(data):
                 scan.embedded.append(Embedded(offset, data, None, via, risky))
+
+
+def _special_keys(state: Any) -> list[str]:
+    """Dunder attribute names a BUILD state would set (``__setstate__``, ``__reduce__``, ``__class__`` ...)."""
+    dicts = [state] if isinstance(state, dict) else [x for x in state if isinstance(x, dict)] \
+        if isinstance(state, tuple) and len(state) == 2 else []
+    return [k for d in dicts for k in d if isinstance(k, str) and len(k) > 4 and k.startswith("__")
+            and k.endswith("__")]
 
 
 def _module_pid(pid: Any) -> bool:

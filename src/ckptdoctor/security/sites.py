@@ -172,7 +172,7 @@ def _scan_stream(fs: FileScan, source: Any, limits: Limits, base_label: str = ""
     pos = 0
     legacy = False
     for i in range(MAX_STREAM_PICKLES):
-        if pos >= size or not _starts_pickle(buf, pos, i == 0):
+        if pos >= size or not _starts_pickle(buf, pos, i == 0 or legacy):
             break
         if legacy:
             label, who = f"{LEGACY_LABELS[i]} pickle (legacy stream)", "torch.load"
