@@ -179,7 +179,7 @@ def _classify_one(module: str, name: str) -> Classification:
                 what = f"reaches {part}.{rest} through the attributes of {module}"
                 if inner.category == "dangerous":
                     what += f" ({inner.what})"
-                return Classification("dangerous", qual, what, inner.kind if inner.category == "dangerous"
+                return Classification("dangerous", inner.qualname, what, inner.kind if inner.category == "dangerous"
                                       else "traversal", "module-attribute")
     elif hit is None and name in t["_modattrs"] and name != module:
         return Classification("dangerous", qual, f"fetches {name!r} as an attribute of {module} (a dangerous "
