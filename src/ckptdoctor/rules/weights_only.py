@@ -184,9 +184,11 @@ def run(ctx: Context) -> Iterator[Finding]:
             yield ctx.ordered(_opcode_finding(ctx, first, issues, ev), STAGE, first.offset)
         else:
             ev.update({"opcode": first.opcode, "type": name, "what": kind})
+            title = (f"persistent id {first.detail!r} refused: weights_only loads only storages (torch {t.torch})"
+                     if kind == "persid" else
+                     f"{first.opcode} on {name or 'a value'} is refused by weights_only (torch {t.torch})")
             yield ctx.ordered(finding(
-                "CKD-WO-CONSTRUCT", Severity.ERROR,
-                f"{first.opcode} on {name or 'a value'} is refused by weights_only (torch {t.torch})",
+                "CKD-WO-CONSTRUCT", Severity.ERROR, title,
                 f"At byte {first.offset} ({first.pickle}) the pickle asks for {first.opcode} on "
                 f"{name or 'a value'}, which torch {t.torch}'s weights_only unpickler does not allow "
                 f"({kind}).{default_note}",

@@ -26,7 +26,6 @@ FINDINGS = {
     "CKD-MODEL-FOUND": "a class found in --python-path source (parsed, not imported): needs that directory on sys.path",
     "CKD-MODEL-TORCH-NAME": "a torch name the target torch does not have (module removed or renamed)",
     "CKD-MODEL-ATTR-MISSING": "a pickled torch.nn module lacks an attribute the target torch's class uses",
-    "CKD-MODEL-ATTR-EXTRA": "pickled torch.nn module attributes the target torch's class no longer sets (harmless)",
 }
 SKIP_MODULES = {"builtins", "collections", "copyreg", "_codecs", "__builtin__", "copy_reg", "argparse", "_collections",
                 "datetime", "decimal", "fractions", "uuid", "pathlib", "enum", "functools", "re", "codecs"}
