@@ -88,9 +88,10 @@ def _zip_findings(fs: FileScan, z: ZipFacts) -> list[Finding]:
         out.append(Finding(
             "CKD-INT-ZIP-DUPLICATE", Severity.WARNING,
             f"duplicate zip member name(s): {', '.join(names[:3])}" + (" ..." if len(names) > 3 else ""),
-            "The archive holds several members with the same name. Python's zipfile returns the last copy, "
-            "torch's reader (miniz) locates one by binary search over the sorted directory, other tools take the "
-            "first: each may read a different file. " + ("Every copy was scanned. " if pk else "")
+            "The archive holds several members with the same name. Python's zipfile reads the last copy; torch "
+            "(miniz) finds one by binary search over the sorted directory, so which copy it loads depends on the "
+            "other members; tools that walk local headers see the first. A scanner can be shown one file and torch "
+            "another. " + ("Every copy was scanned. " if pk else "")
             + "torch.save never writes duplicates.",
             evidence={"duplicates": names[:50]},
         ))
@@ -105,11 +106,11 @@ def _zip_findings(fs: FileScan, z: ZipFacts) -> list[Finding]:
     mismatch = [m for m in z.members if m.local_name is not None]
     if mismatch:
         quirks.append(f"{len(mismatch)} member(s) whose local header names another file ({mismatch[0].name!r} vs "
-                      f"{mismatch[0].local_name!r}): zipfile refuses them, torch reads by the central directory")
+                      f"{mismatch[0].local_name!r}): zipfile refuses them, torch reads them by the central directory")
     enc = [m for m in z.members if m.flags & 0x1]
     if enc:
-        quirks.append(f"{len(enc)} member(s) flagged as encrypted ({enc[0].name!r}): zipfile refuses to read "
-                      "them without a password; torch ignores the flag")
+        quirks.append(f"{len(enc)} member(s) flagged as encrypted ({enc[0].name!r}): zipfile and torch 2.13 refuse "
+                      "them, scanners that give up on the error see nothing")
     odd = [m for m in z.members if m.method not in (0, 8) and not m.name.endswith("/")]
     if odd:
         quirks.append(f"{len(odd)} member(s) with compression method {odd[0].method} ({odd[0].name!r})")
@@ -127,7 +128,7 @@ def _zip_findings(fs: FileScan, z: ZipFacts) -> list[Finding]:
     crc = _crc_mismatches(fs, z)
     if crc:
         quirks.append(f"{len(crc)} member(s) whose CRC-32 does not match their bytes ({crc[0]!r}): zipfile raises "
-                      "'Bad CRC-32', torch does not check")
+                      "'Bad CRC-32', torch does not check and loads them")
     overlap = _overlaps(z)
     if overlap:
         quirks.append(f"members whose data overlap ({overlap}): one byte range read as two files")
