@@ -11,7 +11,8 @@ Usage (sources laid out as for tools/extract_allowlists.py, plus the stubs and h
 Every entry is ``[first, last]``: the first and the last release (``X.Y``) that has it, ``last`` null
 while the newest release read still has it. Tables:
 
-* ``dtypes`` (``<name>: dtype`` in the ``torch/_C/__init__.pyi`` / ``torch/__init__.pyi`` stubs),
+* ``dtypes`` (``<name>: dtype`` in the ``torch/_C/__init__.pyi`` / ``torch/__init__.pyi`` stubs, or any
+  ``torch.<name>`` use in the release's .py files: 2.1 has float8 without stubs),
   ``layouts`` (``<name>: layout``), ``storage_classes`` (``class XStorage`` in torch/__init__.py,
   torch/storage.py), ``rebuild_functions`` (``def _rebuild_*`` in torch/_utils.py, torch/_tensor.py,
   torch/tensor.py);
@@ -258,6 +259,15 @@ def main(argv: list[str]) -> int:
             "jit_legacy_json": (tuple(int(x) for x in rel.split(".")) < (1, 5)
                                 or (jit_dir / "import_legacy.h").exists()),
         }
+    # dtypes the stubs miss (2.1 ships float8 without stubs): any `torch.<dtype>` use in the release's .py files
+    known = set(present["dtypes"])
+    pattern = re.compile(r"\btorch\.(" + "|".join(sorted(known, key=len, reverse=True)) + r")\b")
+    for rel, root in rels:
+        seen: set[str] = set()
+        for path in (root / "torch").rglob("*.py"):
+            seen.update(pattern.findall(path.read_text(errors="replace")))
+        for name in seen - {d for d, rs in present["dtypes"].items() if rel in rs}:
+            mark("dtypes", name, rel)
     order = [r for r, _ in rels]
     newest = order[-1]
 

@@ -20,7 +20,7 @@ class DType:
     numpy: str | None  # numpy dtype string (little-endian) or None if numpy has no equivalent
     storage_class: str | None = None  # legacy typed-storage class name, e.g. "FloatStorage"
     quantized: bool = False
-    first_torch: str = "0.1"  # first torch release with this dtype (see docs/formats.md)
+    first_torch: str = "0.1"  # first torch release with this dtype (verified: data/torch_features.json, from the wheels)
 
     @property
     def carrier(self) -> np.dtype:
@@ -39,16 +39,16 @@ _TABLE = [
     DType("int16", 2, "<i2", "ShortStorage"),
     DType("int8", 1, "i1", "CharStorage"),
     DType("uint8", 1, "u1", "ByteStorage"),
-    DType("bool", 1, "?", "BoolStorage", first_torch="1.2"),
-    DType("bfloat16", 2, None, "BFloat16Storage", first_torch="1.3"),
-    DType("quint8", 1, "u1", "QUInt8Storage", quantized=True, first_torch="1.3"),
-    DType("qint8", 1, "i1", "QInt8Storage", quantized=True, first_torch="1.3"),
-    DType("qint32", 4, "<i4", "QInt32Storage", quantized=True, first_torch="1.3"),
+    DType("bool", 1, "?", "BoolStorage", first_torch="1.1"),
+    DType("bfloat16", 2, None, "BFloat16Storage", first_torch="1.2"),
+    DType("quint8", 1, "u1", "QUInt8Storage", quantized=True, first_torch="1.2"),
+    DType("qint8", 1, "i1", "QInt8Storage", quantized=True, first_torch="1.2"),
+    DType("qint32", 4, "<i4", "QInt32Storage", quantized=True, first_torch="1.2"),
     DType("complex64", 8, "<c8", "ComplexFloatStorage", first_torch="1.6"),
     DType("complex128", 16, "<c16", "ComplexDoubleStorage", first_torch="1.6"),
     DType("quint4x2", 1, "u1", "QUInt4x2Storage", quantized=True, first_torch="1.8"),
     DType("quint2x4", 1, "u1", "QUInt2x4Storage", quantized=True, first_torch="1.11"),
-    DType("complex32", 4, None, first_torch="1.9"),
+    DType("complex32", 4, None, first_torch="1.1"),
     DType("float8_e4m3fn", 1, None, first_torch="2.1"),
     DType("float8_e5m2", 1, None, first_torch="2.1"),
     DType("float8_e4m3fnuz", 1, None, first_torch="2.2"),
@@ -58,11 +58,11 @@ _TABLE = [
     DType("uint16", 2, "<u2", first_torch="2.3"),
     DType("uint32", 4, "<u4", first_torch="2.3"),
     DType("uint64", 8, "<u8", first_torch="2.3"),
-    DType("bits1x8", 1, None, first_torch="2.1"),
-    DType("bits2x4", 1, None, first_torch="2.1"),
-    DType("bits4x2", 1, None, first_torch="2.1"),
-    DType("bits8", 1, None, first_torch="2.1"),
-    DType("bits16", 2, None, first_torch="2.1"),
+    DType("bits1x8", 1, None, first_torch="2.2"),
+    DType("bits2x4", 1, None, first_torch="2.2"),
+    DType("bits4x2", 1, None, first_torch="2.2"),
+    DType("bits8", 1, None, first_torch="2.2"),
+    DType("bits16", 2, None, first_torch="2.2"),
 ]
 for _i in range(1, 8):
     _TABLE.append(DType(f"uint{_i}", 1, None, first_torch="2.3"))
