@@ -31,7 +31,7 @@ class Limits:
     #: elements a single tensor may claim
     max_tensor_elements: int = 1 << 50
     #: uncompressed bytes we inflate from a compressed zip member (torch never compresses)
-    max_inflate: int = 128 * 1024 * 1024
+    max_inflate: int = 32 * 1024 * 1024
     #: compression ratio above which a deflated member is refused
     max_inflate_ratio: int = 1000
     #: zip central-directory entries

@@ -292,10 +292,52 @@ def huge_shape_zip(work: Path, torch) -> Path:
     return p
 
 
+class _Scripted:
+    """A module for torch.jit.script (which needs its source in a file)."""
+
+    @staticmethod
+    def make(torch):
+        class Small(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lin = torch.nn.Linear(2, 2)
+
+            def forward(self, x):
+                return self.lin(x)
+
+        return torch.jit.script(Small())
+
+
+def torchscript_code_bomb(work: Path, torch) -> Path:
+    """A real TorchScript archive whose code/ declares ``__parameters__`` with 6M names (30 MB, deflated
+    to ~60 KB): parsing that list literal took 12 GB before declarations were capped."""
+    src = work / "script_src.pt"
+    _Scripted.make(torch).save(str(src))
+    members = H.zip_members(src)
+    code = next(n for n, d in members if n.endswith(".py") and b"__parameters__ = [" in d)
+    decl = b"__parameters__ = [" + b'"a", ' * (6 << 20) + b'"a"]\n  __unused__ = ['
+    out = [(n, d.replace(b"__parameters__ = [", decl, 1) if n == code else d) for n, d in members]
+    p = work / "script_code_bomb.pt"
+    H.write_zip(p, out, deflate=[code])
+    return p
+
+
+def torchscript_json_bomb(work: Path) -> Path:
+    """A torch 1.0-1.2 style archive whose model.json inflates to 48 MB of ``0,`` (a noisy ~300:1 ratio)."""
+    noise = random.Random(0)
+    body = b"".join(b"0," * 150 + str(noise.randrange(10)).encode() + b"," for _ in range(160_000))
+    doc = b'{"protoVersion": "6", "tensors": [], "mainModule": {"x": [' + body + b'0]}}'
+    p = work / "tsjson_bomb.pt"
+    H.write_zip(p, [("m/model.json", doc), ("m/attributes.pkl", b"\x80\x02)."), ("m/version", b"1")],
+                deflate=["m/model.json"])
+    return p
+
+
 def _bomb_cases() -> list:
     names = ["laughs_zip", "laughs_legacy", "dup_laughs", "memo_flood", "set_flood", "dict_memo_flood",
              "deep_nesting", "deep_marks", "zip_bomb", "zip_bomb_lying", "storage_1e15", "shape_1e15",
-             "binbytes8_1tib", "binunicode8_1tib", "long4_huge", "long4_present"]
+             "binbytes8_1tib", "binunicode8_1tib", "long4_huge", "long4_present", "torchscript_code_bomb",
+             "torchscript_json_bomb"]
     slow = {"memo_flood", "dict_memo_flood", "laughs_legacy", "deep_marks"}
     out = []
     for n in names:
@@ -322,6 +364,8 @@ def bombs(work, real, torch) -> dict[str, Path]:
         "binunicode8_1tib": _bare(work, "bu8.pkl", H.huge_binunicode8()),
         "long4_huge": _bare(work, "long4.pkl", H.huge_long4()),
         "long4_present": _bare(work, "long4p.pkl", H.huge_long4_present()),
+        "torchscript_code_bomb": torchscript_code_bomb(work, torch),
+        "torchscript_json_bomb": torchscript_json_bomb(work),
     }
     H.zip_bomb(work / "zbomb.pt")  # 256 MiB of zeros in ~250 KB, headers honest
     H.zip_bomb(work / "zbomb_lying.pt", declared=1000)  # the same, headers claiming 1000 bytes
@@ -338,6 +382,7 @@ EXPECTED_REASON = {
     "storage_1e15": "1000000000000000", "shape_1e15": "1000000000000000",
     "binbytes8_1tib": "1099511627776", "binunicode8_1tib": "1099511627776",
     "long4_huge": "integer size", "long4_present": "integer size",
+    "torchscript_code_bomb": "__parameters__ declaration", "torchscript_json_bomb": "model.json",
 }
 
 

@@ -41,13 +41,13 @@ def inspect(
     """Show what is inside a checkpoint, without executing any of it."""
     import ckptdoctor
     from ckptdoctor.errors import UnreadableFile
-    from ckptdoctor.report.inspect_report import build_report, error_report
+    from ckptdoctor.report.inspect_report import build_report
 
     try:
         ckpt = ckptdoctor.open(path)
     except UnreadableFile as e:
         if as_json:
-            print(json.dumps(error_report(path, e.kind, str(e), **e.fields), indent=2))
+            _refuse_json(path, e)
         print(f"ckptdoctor: cannot read: {e}", file=sys.stderr)
         raise typer.Exit(ExitCode.UNREADABLE) from None
     except Exception as e:  # limits (bombs), missing or unreadable paths: --json still gets its document
@@ -106,7 +106,8 @@ def _refuse_json(path: str, err: Exception, fmt: str | None = None) -> NoReturn:
     doc = error_report(path, kind, message, **getattr(err, "fields", {}))
     doc["error_code"] = getattr(err, "code", None) or kind
     print(json.dumps(doc, indent=2))
-    print(f"ckptdoctor: error: {message}", file=sys.stderr)
+    lead = "cannot read" if isinstance(err, UnreadableFile) else "error"
+    print(f"ckptdoctor: {lead}: {message}", file=sys.stderr)
     raise typer.Exit(ExitCode.UNREADABLE) from None
 
 

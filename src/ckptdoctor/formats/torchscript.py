@@ -12,6 +12,7 @@ import ast
 import re
 from typing import Any
 
+from ckptdoctor.errors import LimitExceeded
 from ckptdoctor.formats.common import StorageTable, record_pickle, run_pickle
 from ckptdoctor.formats.zipdir import ZipArchive
 from ckptdoctor.formats.zipfmt import container_details, storage_loader
@@ -21,6 +22,7 @@ from ckptdoctor.pickle.objects import Global, OrderedDictValue, PickledObject
 from ckptdoctor.walk import ScriptModuleValue
 
 CLASS_RE = re.compile(r"^class (\w+)\((\w+)\):\s*$", re.M)
+MAX_DECL = 1 << 20  # characters of one __parameters__/__buffers__ list (real ones: a few hundred)
 DECL_RE = re.compile(r"^\s+(__parameters__|__buffers__)\s*=\s*(\[.*?\])\s*$", re.M)
 
 
@@ -42,6 +44,9 @@ def parse_class_decls(z: ZipArchive, root: str, limit: int = 1 << 26) -> dict[st
             body = text[m.end() : classes[i + 1].start() if i + 1 < len(classes) else len(text)]
             info: dict[str, Any] = {"base": m.group(2), "parameters": [], "buffers": []}
             for d in DECL_RE.finditer(body):
+                if len(d.group(2)) > MAX_DECL:  # literal_eval of 60 MB of '"a", ' took 12 GB
+                    raise LimitExceeded(f"length of a {d.group(1)} declaration in {e.name}", MAX_DECL,
+                                        len(d.group(2)))
                 try:
                     names = ast.literal_eval(d.group(2))
                 except (ValueError, SyntaxError):

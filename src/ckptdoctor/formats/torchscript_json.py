@@ -29,6 +29,7 @@ JSON_DTYPES = {
 JSON_DTYPE_CODES = {1: "FLOAT", 2: "INT32", 3: "BYTE", 5: "BOOL", 6: "UINT8", 7: "INT8", 8: "UINT16", 9: "INT16",
                     10: "INT64", 12: "FLOAT16", 13: "DOUBLE"}
 # torch 1.2 TensorDef.is_quantized: the base type names the quantized type (per-tensor affine only)
+MODEL_JSON_LIMIT = 16 << 20
 QUANTIZED = {"uint8": "quint8", "int8": "qint8", "int32": "qint32"}
 
 
@@ -52,7 +53,8 @@ def read_torchscript_json(ckpt: Checkpoint, z: ZipArchive, limits: Limits) -> No
     root = z.root
     ckpt.details.update(container_details(z))
     try:
-        model = json.loads(z.read(f"{root}/model.json", limit=256 << 20))
+        # 16 MiB of JSON is ~80k tensors; more would be a bomb (json.loads: ~4x in Python objects)
+        model = json.loads(z.read(f"{root}/model.json", limit=MODEL_JSON_LIMIT))
     except ValueError as e:
         raise UnreadableFile(f"model.json is not valid JSON: {e}", kind="corrupt") from None
     ckpt.details["producer_version"] = model.get("producerVersion")
