@@ -167,6 +167,7 @@ def cases(f: Files) -> list[tuple[Callable[[], Path], Target]]:
         (lambda: f.save("dp.pt", torch.nn.DataParallel(torch.nn.Linear(2, 2)).state_dict()), T(torch="2.13")),
         (lambda: f.save("zip.pt", {"w": torch.ones(2)}), T(torch="1.4")),
         (lambda: f.save("zip3.pt", {"w": torch.ones(2)}), T(torch="1.3")),
+        (lambda: f.save("eager.pt", {"w": torch.ones(2)}), T(torch="2.13", loader="torch.jit.load")),
         (ts, T(torch="2.13")),
         (ts, T(torch="2.13", **no_wo)),
         (corpus("abc3698__Libtorch_MNIST__mnist_cnn.pt"), T(torch="2.13")),

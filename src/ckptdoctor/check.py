@@ -82,6 +82,7 @@ class Target:
     python_path: tuple[str, ...] = ()
     python: str = f"{sys.version_info.major}.{sys.version_info.minor}"
     safetensors: str | None = None
+    loader: str = "torch.load"  # or "torch.jit.load"
 
     def __post_init__(self) -> None:
         parse_version(self.torch)  # raises ValueError for nonsense
@@ -89,6 +90,8 @@ class Target:
             parse_version(self.numpy)
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ValueError(f"device must be cpu, cuda or cuda:N, not {self.device!r}")
+        if self.loader not in ("torch.load", "torch.jit.load"):
+            raise ValueError(f"loader must be torch.load or torch.jit.load, not {self.loader!r}")
 
     @classmethod
     def current(cls, **overrides: Any) -> Target:
@@ -134,7 +137,7 @@ class Target:
 
     def describe(self) -> str:
         wo = "weights_only=True" if self.loads_weights_only else "weights_only=False"
-        parts = [f"torch {self.torch}", wo]
+        parts = [f"torch {self.torch}", wo if self.loader == "torch.load" else "torch.jit.load"]
         if self.map_location:
             parts.append(f"map_location={self.map_location!r}")
         parts.append(self.device if self.device == "cpu" else f"{self.gpus} GPU(s)")
@@ -232,6 +235,9 @@ class Context:
         return finding
 
 
+JIT_FAMILIES = ("impostors", "container", "producer", "security")
+
+
 def _read_head(path: str) -> tuple[bytes, int]:
     try:
         with open(path, "rb") as fh:
@@ -272,6 +278,8 @@ def check(ckpt_or_path: Checkpoint | str | os.PathLike[str], target: Target | No
     try:
         findings: list[Finding] = []
         for rule in ALL_RULES:
+            if target.loader == "torch.jit.load" and rule.family not in JIT_FAMILIES:
+                continue
             if ckpt is None and not rule.on_unreadable:
                 continue
             if ckpt is not None and not rule.on_readable:

@@ -313,3 +313,34 @@ def test_check_reads_no_tensor_data(torch, tmp_path, monkeypatch):
     monkeypatch.setattr(TensorRecord, "to_numpy", boom)
     for wo in (True, False):
         check(p, T(torch, weights_only=wo))
+
+
+def test_conditional_and_extra_attributes(torch, tmp_path):
+    conv = torch.nn.Conv2d(1, 1, 1)
+    del conv._reversed_padding_repeated_twice  # before 1.6
+    conv._backend = None  # what torch <= 1.1 modules carried
+    p = tmp_path / "c.pt"
+    torch.save(conv, p)
+    res = check(p, Target.current(torch=torch.__version__, weights_only=False))
+    miss = next(f for f in res.findings if f.id == "CKD-MODEL-ATTR-MISSING")
+    assert miss.severity.label == "info" and "padding_mode != 'zeros'" in miss.title
+    m = torch.load(p, weights_only=False)
+    m(torch.ones(1, 1, 2, 2))  # zeros padding: torch 2.13 never reads it
+    extra = next(f for f in res.findings if f.id == "CKD-MODEL-ATTR-EXTRA")
+    assert "Conv2d._backend" in extra.evidence["attributes"]
+
+
+def test_eager_file_given_to_jit_load(torch, tmp_path):
+    for zipfile in (True, False):
+        p = tmp_path / f"e{zipfile}.pt"
+        torch.save({"w": torch.ones(2)}, p, _use_new_zipfile_serialization=zipfile)
+        res = check(p, T(torch, loader="torch.jit.load"))
+        assert not res.loads and res.first_cause.id == "CKD-CONTAINER-NOT-TORCHSCRIPT"
+        try:
+            torch.jit.load(p)
+            raise AssertionError("torch.jit.load read an eager file")
+        except RuntimeError as e:
+            assert norm(f"RuntimeError: {e}").startswith(norm(res.predicted_error)[:90])
+    ts = tmp_path / "ts.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(1, 1)), ts)
+    assert check(ts, T(torch, loader="torch.jit.load", weights_only=True)).loads

@@ -45,6 +45,7 @@ def check(
                       "(GPUs 0..N). Default: this machine.")] = None,
     map_location: Annotated[str | None, typer.Option("--map-location", help="map_location given to torch.load "
                             "(e.g. cpu).")] = None,
+    loader: Annotated[str | None, typer.Option("--loader", help="torch.load (default) or torch.jit.load.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     as_sarif: Annotated[bool, typer.Option("--sarif", help="Print SARIF 2.1.0.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also informational findings and evidence.")]
@@ -59,7 +60,8 @@ def check(
         raise typer.Exit(ExitCode.USAGE)
     try:
         target = Target.current(torch=torch_version, numpy=numpy_version, weights_only=weights_only,
-                                device=device, map_location=map_location, python_path=tuple(python_path or ()))
+                                device=device, map_location=map_location, python_path=tuple(python_path or ()),
+                                loader=loader)
     except ValueError as e:
         print(f"ckptdoctor check: {e}", file=sys.stderr)
         raise typer.Exit(ExitCode.USAGE) from None

@@ -27,6 +27,7 @@ FINDINGS = {
     "CKD-CONTAINER-SAFETENSORS": "a safetensors file: which torch.load reads it, else safetensors.torch.load_file",
     "CKD-CONTAINER-PT2": "a torch.export archive (.pt2): torch.export.load",
     "CKD-CONTAINER-PICKLE": "a plain pickle (pickle.dump), not a torch.save file",
+    "CKD-CONTAINER-NOT-TORCHSCRIPT": "an eager torch.save file given to torch.jit.load",
     "CKD-CONTAINER-LEGACY-UNTYPED": "a legacy-format file with untyped storages (dtypes saved via UntypedStorage): "
                                     "torch's legacy loader cannot rebuild them",
 }
@@ -54,6 +55,9 @@ def run(ctx: Context) -> Iterator[Finding]:
     wo = t.loads_weights_only and t.torch_at_least("1.13")
     table = ctx.wo_table
     unsafe = (table or {}).get("load", {}).get("unsafe_message") or ""
+    if t.loader == "torch.jit.load":
+        yield from _jit(ctx, facts)
+        return
     if fmt == "legacy" and t.torch_at_least("1.12"):
         hit = next((g for g in ckpt.globals if g in UNTYPED), None)
         if hit is not None:
@@ -188,6 +192,36 @@ def run(ctx: Context) -> Iterator[Finding]:
             "it as a torch checkpoint.",
             evidence={"kind": "pickle", "torch_error": "RuntimeError: Invalid magic number; corrupt file?"},
             fix=Fix("rewrite it as a torch checkpoint (no code runs)", command=fix_cmd(ctx)), blocks=True), STAGE, 1)
+
+
+def _jit(ctx: Context, facts: dict) -> Iterator[Finding]:
+    """torch.jit.load reads TorchScript archives only (model.json ones until 2.3)."""
+    ckpt = ctx.ckpt
+    assert ckpt is not None
+    t = ctx.target
+    fmt = ckpt.format
+    if fmt == "torchscript" or (fmt == "torchscript-json" and facts.get("jit_legacy_json", True)):
+        return
+    if fmt == "torchscript-json":
+        yield ctx.ordered(finding(
+            "CKD-CONTAINER-TORCHSCRIPT-JSON", Severity.ERROR,
+            f"torch 1.0-1.2 TorchScript archive: torch {t.torch}'s torch.jit.load no longer reads it",
+            "The model.json import was removed in torch 2.4; only torch <= 2.3 loads this archive.",
+            evidence={"kind": "torchscript-json", "jit_load_reads_it": False,
+                      "torch_error": "RuntimeError: Legacy model format is not supported on mobile."},
+            fix=Fix("extract its weights without torch", command=fix_cmd(ctx, "extract-state-dict")), blocks=True),
+            STAGE, 0)
+        return
+    missing = "constants.pkl" if fmt == "zip" else None
+    err = (miniz(t, f"RuntimeError: PytorchStreamReader failed locating file {missing}: file not found") if missing
+           else miniz(t, "RuntimeError: PytorchStreamReader failed reading zip archive: failed finding central "
+                         "directory"))
+    yield ctx.ordered(finding(
+        "CKD-CONTAINER-NOT-TORCHSCRIPT", Severity.ERROR, f"a torch.save file ({fmt}), not TorchScript",
+        f"{ctx.name} was written by torch.save, not torch.jit.save: torch.jit.load cannot read it. Use torch.load "
+        "(and the model's class) instead.",
+        evidence={"kind": fmt, "torch_error": err},
+        fix=Fix("load it with torch.load", python=load_line(t)), blocks=True), STAGE, 0)
 
 
 def _safetensors(ctx: Context) -> Iterator[Finding]:

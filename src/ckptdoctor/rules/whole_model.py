@@ -26,7 +26,10 @@ FINDINGS = {
     "CKD-MODEL-FOUND": "a class found in --python-path source (parsed, not imported): needs that directory on sys.path",
     "CKD-MODEL-TORCH-NAME": "a torch name the target torch does not have (module removed or renamed)",
     "CKD-MODEL-ATTR-MISSING": "a pickled torch.nn module lacks an attribute the target torch's class uses",
+    "CKD-MODEL-ATTR-EXTRA": "pickled torch.nn module attributes the target torch's classes no longer set (harmless)",
 }
+# attributes the target's methods read only under a non-default setting (read in the source of the releases)
+CONDITIONAL = {"_reversed_padding_repeated_twice": "padding_mode != 'zeros'"}
 SKIP_MODULES = {"builtins", "collections", "copyreg", "_codecs", "__builtin__", "copy_reg", "argparse", "_collections",
                 "datetime", "decimal", "fractions", "uuid", "pathlib", "enum", "functools", "re", "codecs"}
 
@@ -232,6 +235,7 @@ def _attrs(ctx: Context, modules: list[PickledObject]) -> Iterator[Finding]:
     if rels and v < Version(rels[0]):
         return
     missing: dict[tuple[str, str], list[str]] = {}
+    extra: dict[str, set[str]] = {}
     for m in modules:
         cls = m.qualname
         if cls not in nn:
@@ -245,6 +249,11 @@ def _attrs(ctx: Context, modules: list[PickledObject]) -> Iterator[Finding]:
         while c and c in nn and c not in chain:
             chain.append(c)
             c = (nn[c].get("bases") or [None])[0]
+        known_now = {a for c in chain for a, sp in nn[c]["attrs"].items() if _in(sp.get("init"), v)}
+        known_ever = {a for c in chain for a, sp in nn[c]["attrs"].items() if "init" in sp}
+        gone = (set(attrs) & known_ever) - known_now
+        if gone:
+            extra.setdefault(cls, set()).update(gone)
         for c in chain:
             info = nn[c]
             setstate_on = _in(info.get("setstate"), v)
@@ -257,15 +266,24 @@ def _attrs(ctx: Context, modules: list[PickledObject]) -> Iterator[Finding]:
                 if setstate_on and _in(spans.get("setstate"), v):
                     continue
                 missing.setdefault((cls, a), []).append(c)
+    if extra:
+        pairs = sorted(f"{c.rpartition('.')[2]}.{a}" for c, attrs in extra.items() for a in attrs)
+        yield finding(
+            "CKD-MODEL-ATTR-EXTRA", Severity.INFO, f"{len(pairs)} pickled module attribute(s) torch {t.torch} no longer sets",
+            f"The pickled modules carry attributes from an older torch that torch {t.torch}'s classes no longer set "
+            f"({', '.join(pairs[:8])}{' ...' if len(pairs) > 8 else ''}): unpickling keeps them, nothing uses them.",
+            evidence={"attributes": pairs})
     for (cls, a), _where in missing.items():
         short = cls.rpartition(".")[2]
         first = nn.get(_where[0], {}).get("attrs", {}).get(a, {}).get("init", [None])[0]
         err = f"AttributeError: '{short}' object has no attribute '{a}'"
+        when = CONDITIONAL.get(a)
         yield finding(
-            "CKD-MODEL-ATTR-MISSING", Severity.WARNING, f"{short} objects lack {a!r} that torch {t.torch} uses",
+            "CKD-MODEL-ATTR-MISSING", Severity.INFO if when else Severity.WARNING,
+            f"{short} objects lack {a!r} that torch {t.torch} uses" + (f" (only when {when})" if when else ""),
             f"The pickled {short} modules were saved by a torch whose {short} had no {a!r} (torch sets it in "
             f"__init__ since {first}); torch {t.torch}'s __setstate__ does not add it, so the model loads but "
-            f"using it raises {err}.",
+            + (f"calling it with {when} raises {err}." if when else f"using it raises {err}."),
             evidence={"class": cls, "attribute": a, "since": first, "torch_error": err},
             fix=Fix("rebuild the model from its state_dict in this torch", command=fix_cmd(ctx, "extract-state-dict"),
                     python=f"for m in model.modules():\n    if isinstance(m, torch.nn.{short}) and not hasattr(m, "
