@@ -40,6 +40,8 @@ MAX_DEPTH = 3
 MAX_MEMBER = 256 << 20
 CODE_LIMIT = 64 << 20
 CRC_LIMIT = 1 << 20
+TEXT_RECORDS = {"byteorder", "version", ".data/version", ".format_version", ".storage_alignment",
+                ".data/serialization_id", "archive_format", "extra/producer_info.json"}
 
 
 @dataclass(slots=True)
@@ -284,6 +286,8 @@ def _scan_zip(fs: FileScan, source: Any, offset: int, limits: Limits) -> None:
                 for p in sub.pickles:
                     p.label = f"{e.name} (object array)"
                 fs.pickles.extend(sub.pickles)
+                continue
+            if rel in TEXT_RECORDS:
                 continue
             if rel.endswith(".pkl") or looks_like_payload(peek) or (peek[:1] in _P0 and peek[:1] != b"P"):
                 data = _member_bytes(source, z, e, limits)
