@@ -167,7 +167,7 @@ def _deflate_zeros(total: int) -> bytes:
     return b"".join(parts)
 
 
-def zip_bomb(path: Path, *, inflated: int = 256 << 20, declared: int | None = None, root: str = "archive") -> None:
+def zip_bomb(path: Path, *, inflated: int = 256 << 20, declared: int | None = None, root: str = "archive") -> Path:
     """A torch-looking zip whose data.pkl is deflated zeros (ratio ~1000:1).
 
     ``declared`` is the uncompressed size written in the headers (default: the true one); a
@@ -192,3 +192,4 @@ def zip_bomb(path: Path, *, inflated: int = 256 << 20, declared: int | None = No
     buf.write(cd)
     buf.write(struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(cd), cd_off, 0))
     path.write_bytes(buf.getvalue())
+    return path

@@ -19,14 +19,17 @@ import pickletools
 import random
 import struct
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import hostile as H
 import pytest
 from cli_child import assert_clean_refusal, run_cli
 
+import ckptdoctor
+
 N_OFFSETS = 50
-DEFAULT_EVERY = 8  # the default run keeps every 8th offset of each 50-offset matrix
+DEFAULT_EVERY = 12  # the default run keeps every 12th offset of each 50-offset matrix (5 of 50)
 
 
 # ------------------------------------------------------------------ real checkpoints to break
@@ -165,7 +168,7 @@ def _random_params() -> list:
     out = []
     for seed, size in [(0, 1), (1, 7), (2, 100), (3, 4096), (4, 65_537), (5, 1 << 20)]:
         for prefix in RANDOM_PREFIXES:
-            fast = prefix in ("plain", "pickle") and seed in (2, 4)
+            fast = (prefix, seed) in (("plain", 4), ("pickle", 2))
             out.append(pytest.param(seed, size, prefix, marks=[] if fast else [pytest.mark.slow],
                                     id=f"{prefix}-{size}-{seed}"))
     return out
@@ -334,44 +337,48 @@ def torchscript_json_bomb(work: Path) -> Path:
 
 
 def _bomb_cases() -> list:
-    names = ["laughs_zip", "laughs_legacy", "dup_laughs", "memo_flood", "set_flood", "dict_memo_flood",
-             "deep_nesting", "deep_marks", "zip_bomb", "zip_bomb_lying", "storage_1e15", "shape_1e15",
-             "binbytes8_1tib", "binunicode8_1tib", "long4_huge", "long4_present", "torchscript_code_bomb",
-             "torchscript_json_bomb"]
-    slow = {"memo_flood", "dict_memo_flood", "laughs_legacy", "deep_marks"}
+    slow = {"memo_flood", "dict_memo_flood", "laughs_legacy", "deep_marks", "long4_huge", "binunicode8_1tib"}
     out = []
-    for n in names:
+    for n in BOMBS:
         for mode in ("json", "text"):
-            fast = n not in slow and (mode == "json" or n in ("laughs_zip", "set_flood", "zip_bomb_lying"))
+            fast = n not in slow and (mode == "json" or n == "laughs_zip")
             out.append(pytest.param(n, mode, marks=[] if fast else [pytest.mark.slow], id=f"{n}-{mode}"))
     return out
 
 
+BOMBS = {
+    "laughs_zip": lambda w, r, t: laughs_with_tensors(w, t, "zip"),
+    "laughs_legacy": lambda w, r, t: laughs_with_tensors(w, t, "legacy"),
+    "dup_laughs": lambda w, r, t: _bare(w, "dup.pkl", H.dup_laughs(60)),
+    "memo_flood": lambda w, r, t: _bare(w, "memo.pkl", H.memo_flood(3_000_000)),
+    "set_flood": lambda w, r, t: _bare(w, "sets.pkl", H.PROTO2 + H.EMPTY_LIST + b"\x8fa" * 3_000_000 + H.STOP),
+    "dict_memo_flood": lambda w, r, t: _bare(w, "dicts.pkl", H.PROTO4 + b"}\x940" * 3_000_000 + H.NONE + H.STOP),
+    "deep_nesting": lambda w, r, t: _bare(w, "deep.pkl", H.deep_nesting(100_000)),
+    "deep_marks": lambda w, r, t: _bare(w, "marks.pkl", H.deep_marks(100_000)),
+    "zip_bomb": lambda w, r, t: H.zip_bomb(w / "zbomb.pt"),  # 256 MiB of zeros in ~250 KB, honest headers
+    "zip_bomb_lying": lambda w, r, t: H.zip_bomb(w / "zbomb_lying.pt", declared=1000),  # headers say 1000 B
+    "storage_1e15": lambda w, r, t: huge_storage_zip(w, r["zip"]),
+    "shape_1e15": lambda w, r, t: huge_shape_zip(w, t),
+    "binbytes8_1tib": lambda w, r, t: _bare(w, "bb8.pkl", H.huge_binbytes8()),
+    "binunicode8_1tib": lambda w, r, t: _bare(w, "bu8.pkl", H.huge_binunicode8()),
+    "long4_huge": lambda w, r, t: _bare(w, "long4.pkl", H.huge_long4()),
+    "long4_present": lambda w, r, t: _bare(w, "long4p.pkl", H.huge_long4_present()),
+    "torchscript_code_bomb": lambda w, r, t: torchscript_code_bomb(w, t),
+    "torchscript_json_bomb": lambda w, r, t: torchscript_json_bomb(w),
+}
+
+
 @pytest.fixture(scope="module")
-def bombs(work, real, torch) -> dict[str, Path]:
-    b = {
-        "laughs_zip": laughs_with_tensors(work, torch, "zip"),
-        "laughs_legacy": laughs_with_tensors(work, torch, "legacy"),
-        "dup_laughs": _bare(work, "dup.pkl", H.dup_laughs(60)),
-        "memo_flood": _bare(work, "memo.pkl", H.memo_flood(3_000_000)),
-        "set_flood": _bare(work, "sets.pkl", H.PROTO2 + H.EMPTY_LIST + b"\x8fa" * 3_000_000 + H.STOP),
-        "dict_memo_flood": _bare(work, "dicts.pkl", H.PROTO4 + b"}\x940" * 3_000_000 + H.NONE + H.STOP),
-        "deep_nesting": _bare(work, "deep.pkl", H.deep_nesting(100_000)),
-        "deep_marks": _bare(work, "marks.pkl", H.deep_marks(100_000)),
-        "storage_1e15": huge_storage_zip(work, real["zip"]),
-        "shape_1e15": huge_shape_zip(work, torch),
-        "binbytes8_1tib": _bare(work, "bb8.pkl", H.huge_binbytes8()),
-        "binunicode8_1tib": _bare(work, "bu8.pkl", H.huge_binunicode8()),
-        "long4_huge": _bare(work, "long4.pkl", H.huge_long4()),
-        "long4_present": _bare(work, "long4p.pkl", H.huge_long4_present()),
-        "torchscript_code_bomb": torchscript_code_bomb(work, torch),
-        "torchscript_json_bomb": torchscript_json_bomb(work),
-    }
-    H.zip_bomb(work / "zbomb.pt")  # 256 MiB of zeros in ~250 KB, headers honest
-    H.zip_bomb(work / "zbomb_lying.pt", declared=1000)  # the same, headers claiming 1000 bytes
-    b["zip_bomb"] = work / "zbomb.pt"
-    b["zip_bomb_lying"] = work / "zbomb_lying.pt"
-    return b
+def bombs(work, real, torch) -> Callable[[str], Path]:
+    """Builds each bomb on first use (the default run uses only some)."""
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            made[name] = BOMBS[name](work, real, torch)
+        return made[name]
+
+    return get
 
 
 EXPECTED_REASON = {
@@ -389,13 +396,13 @@ EXPECTED_REASON = {
 @pytest.mark.parametrize(("case", "mode"), _bomb_cases())
 def test_bomb(case, mode, bombs, work):
     as_json = mode == "json"
-    r = run_cli("inspect", str(bombs[case]), *(["--json"] if as_json else []), tmp=work, timeout=180)
+    r = run_cli("inspect", str(bombs(case)), *(["--json"] if as_json else []), tmp=work, timeout=180)
     assert_clean_refusal(r, as_json=as_json)
     assert EXPECTED_REASON[case] in r.stderr, r.describe()
 
 
-def test_the_samples_themselves_read_fine(real, work):
-    """The untouched checkpoints the matrix cuts read with exit 0 (so exit 2 above is about the damage)."""
+def test_the_samples_themselves_read_fine(real):
+    """The untouched checkpoints the matrix cuts read fine (so the refusals above are about the damage)."""
     for p in real.values():
-        r = run_cli("inspect", str(p), "--json", tmp=work)
-        assert r.returncode == 0, r.describe()
+        with ckptdoctor.open(p) as ckpt:
+            assert len(list(ckpt.tensors())) == 6
