@@ -132,6 +132,15 @@ def analyze_path(path: Any, *, limits: Any = None) -> SecurityReport:
     return report
 
 
+def analyze_source(source: Any, name: str, *, ckpt: Any = None, error: BaseException | None = None,
+                   limits: Any = None) -> SecurityReport:
+    """The report for an already-open byte source (the scanner's remote files); never closes it."""
+    fs = scan_file(source, name, limits)
+    fmt = ckpt.format if ckpt is not None else getattr(error, "kind", None)
+    return SecurityReport(name, fmt, findings_for(fs, ckpt, error),
+                          error=str(error) if error is not None else None, pickles=_count(fs))
+
+
 def _count(fs: Any) -> int:
     n = len(fs.pickles) + sum(_count(x.scan) for x in fs.nested)
     if fs.embedded_zip is not None:
@@ -139,4 +148,4 @@ def _count(fs: Any) -> int:
     return n
 
 
-__all__ = ["analyze", "analyze_path", "verdict", "SecurityReport", "VERDICTS", "scan_file", "findings_for"]
+__all__ = ["analyze", "analyze_path", "analyze_source", "verdict", "SecurityReport", "VERDICTS", "scan_file", "findings_for"]
