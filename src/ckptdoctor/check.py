@@ -322,7 +322,7 @@ def diagnose_for_scan(ckpt: Any, error: Any, *, torch: str | None, weights_only:
     if isinstance(error, UnreadableFile):
         from ckptdoctor.rules.impostors import impostor_findings
 
-        path = getattr(error, "fields", {}).get("path") or ""
+        path = getattr(error, "fields", {}).get("path") or str(error).split(": ", 1)[0]
         head, size = _read_head(path) if path and os.path.isfile(path) else (b"", 0)
         ctx = Context(path=path, target=target, ckpt=None, error=error, head=head, size=size)
         return list(impostor_findings(ctx))
