@@ -132,6 +132,7 @@ def _fixtures() -> dict[str, Callable[[Path], None]]:
         "train-ckpt-legacy.pth.tar": save(training_ckpt(), _use_new_zipfile_serialization=False),
         "whole-model.pth": save(whole_model()),
         "whole-model-legacy.pth": save(whole_model(), _use_new_zipfile_serialization=False),
+        "whole-bound-method-hook.pt": save(bm.HookedNet()),
         "whole-sequential.pt": save(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.LSTM(4, 4))),
         "whole-weight-norm.pt": save(weight_norm_model()),
         "whole-optimizer.pt": save(opt_state(torch.optim.SGD, lr=0.1)[1]),

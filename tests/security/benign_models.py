@@ -43,3 +43,15 @@ class Point(NamedTuple):
 
 def log_hook(module, inputs, output):  # pragma: no cover - never run
     return None
+
+
+class HookedNet(nn.Module):
+    """Registers a bound method as a hook: pickled as builtins.getattr(instance, '_hook')."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.fc.register_forward_hook(self._hook)
+
+    def _hook(self, module, inputs, output):  # pragma: no cover - never run
+        return None

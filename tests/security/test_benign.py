@@ -37,7 +37,7 @@ def test_generated_benign_fixtures(benign_files, tripwire):
         if p.name.startswith(NEEDS_ALLOWLIST):
             assert r.verdict == "needs-allowlist", (p.name, [f.title for f in r.findings])
             seen.add("allow")
-        if p.name.startswith("whole-model"):  # a user class: unknown code to review, not a threat
+        if p.name.startswith(("whole-model", "whole-bound")):  # user classes: code to review, not a threat
             assert r.verdict == "suspicious"
             assert {f.id for f in r.findings} >= {"CKD-SEC-UNKNOWN"}
     assert seen == {"safe", "allow"}

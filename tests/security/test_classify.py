@@ -165,3 +165,16 @@ def test_nested_payload_in_codecs_bytes():
     out = findings_for(scan_bytes(carried, "y.pt"))
     emb = [f for f in out if f.id == "CKD-SEC-EMBEDDED"]
     assert emb and all(f.severity == Severity.WARNING for f in emb)
+
+
+def test_bound_method_of_a_built_object_is_not_a_gadget():
+    inst = Call(G("mymodels", "Net"), (), how="newobj")
+    scan, fs = _findings(Asm(2).value({"hook": Call(G("builtins", "getattr"), (inst, "_hook"))}).stop())
+    assert scan.reaches[("builtins.getattr", "called")].cls.matched == "bound-method"
+    assert Severity.CRITICAL not in {f.severity for f in fs}
+    # ...but getattr on a module object, on a dunder, or calling the bound method stays dangerous
+    for value in (Call(G("builtins", "getattr"), (G("codecs", "builtins"), "exec")),
+                  Call(G("builtins", "getattr"), (inst, "__class__")),
+                  Call(Call(G("builtins", "getattr"), (inst, "_hook")), ())):
+        _, fs = _findings(Asm(2).value(value).stop())
+        assert Severity.CRITICAL in {f.severity for f in fs}, value

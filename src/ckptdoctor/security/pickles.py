@@ -251,6 +251,9 @@ def _analyse(scan: PickleScan, rec: _Recorder, globals_: list[Global]) -> None:
             callee = callee.pid[1]  # legacy torch.save of a module: persistent_load returns the class
         if isinstance(callee, Global):
             cls = _classify_global(callee)
+            bound = _bound_method(cls, args)
+            if bound is not None:
+                cls = bound
             how = "instantiated" if c.how in ("newobj", "newobj_ex") else "called"
             key = (callee.qualname, how)
             if key not in scan.reaches:
@@ -326,6 +329,36 @@ def _flow(scan: PickleScan, values: list, op: str, offset: int, via: str | None,
             data = evaluate_bytes(v)
             if data is not None and looks_like_payload(data):
                 scan.embedded.append(Embedded(offset, data, None, via, risky))
+
+
+def _instance_class(obj: Any) -> Global | None:
+    """The class of an object the pickle built (NEWOBJ/REDUCE of a class, or copyreg reconstructors)."""
+    if not isinstance(obj, PickledObject) or not isinstance(obj.callee, Global):
+        return None
+    if obj.callee.canonical in ("copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__"):
+        first = obj.args[0] if obj.args else None
+        return first if isinstance(first, Global) else None
+    return obj.callee
+
+
+def _bound_method(cls: Classification, args: tuple) -> Classification | None:
+    """getattr(instance, 'name') is how pickle stores a bound method: as risky as the instance's class.
+
+    Only for instances the pickle built of a non-dangerous class and a plain attribute name; getattr
+    on modules, classes, computed values or dunder names stays an attribute-access gadget.
+    """
+    if cls.qualname != "builtins.getattr" or len(args) != 2 or not isinstance(args[1], str):
+        return None
+    name = args[1]
+    owner = _instance_class(args[0])
+    if owner is None or not name.isidentifier() or name.startswith("__"):
+        return None
+    oc = _classify_global(owner)
+    if oc.category == "dangerous":
+        return None
+    return Classification("unknown", cls.qualname, f"a bound method ({owner.qualname}.{name}) of an object the "
+                          "pickle built: how pickle stores methods; it runs only if something calls it", None,
+                          "bound-method")
 
 
 def _special_keys(state: Any) -> list[str]:
