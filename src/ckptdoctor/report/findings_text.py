@@ -12,7 +12,7 @@ from ckptdoctor.findings import Finding, Severity
 STYLE = {Severity.CRITICAL: "bold red", Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
-def render_finding(f: Finding, console: Console, *, verbose: bool = False) -> None:
+def render_finding(f: Finding, console: Console, *, verbose: bool = False, seen: set | None = None) -> None:
     tag = f"[{STYLE[f.severity]}]{f.severity.label.upper():8}[/]"
     block = " [bold](blocks load)[/bold]" if f.blocks_load else ""
     console.print(f"{tag} [bold]{escape(f.id)}[/bold]{block}  {escape(f.title)}")
@@ -23,6 +23,12 @@ def render_finding(f: Finding, console: Console, *, verbose: bool = False) -> No
         console.print("         evidence: " + escape(", ".join(f"{k}={_short(v)}" for k, v in ev.items())),
                       highlight=False)
     if f.fix is not None:
+        key = (f.fix.summary, f.fix.command, f.fix.python)
+        if seen is not None and key in seen:
+            console.print("         [green]fix:[/green] as above", highlight=False)
+            return
+        if seen is not None:
+            seen.add(key)
         console.print(f"         [green]fix:[/green] {escape(f.fix.summary)}", highlight=False)
         if f.fix.command:
             console.print(f"           $ {escape(f.fix.command)}", highlight=False, soft_wrap=True)
@@ -60,7 +66,8 @@ def render_check(result: Any, console: Console, *, verbose: bool = False) -> Non
     hidden = len(result.findings) - len(shown)
     if shown:
         console.print()
+    seen: set = set()
     for f in shown:
-        render_finding(f, console, verbose=verbose)
+        render_finding(f, console, verbose=verbose, seen=seen)
     if hidden:
         console.print(f"\n  ({hidden} informational finding{'s' * (hidden != 1)}: -v shows them)")

@@ -85,6 +85,8 @@ def _python_ref(name: str, target: Target) -> tuple[str, str | None]:
         if home != module and target.torch_at_least("2.6"):
             return f'({expr}, "{name}")', "import numpy"
         return expr, "import numpy"
+    if module == "__main__":  # the class must be defined (or imported) in the script that calls torch.load
+        return attr, None
     if module == "__builtin__":
         module = "builtins"
     if module == "builtins":
