@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from ckptdoctor._lazy import numpy as np  # imported on first use: inspect needs none
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from ckptdoctor._lazy import numpy as np  # imported on first use: inspect needs none
 from ckptdoctor.dtypes import PACKED_BITS, DType
 from ckptdoctor.errors import LimitExceeded, TruncatedFile
 

@@ -13,9 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from ckptdoctor import dtypes
+from ckptdoctor._lazy import numpy as np  # imported on first use: inspect needs none
 from ckptdoctor.errors import LimitExceeded, UnreadableFile
 from ckptdoctor.limits import DEFAULT_LIMITS, Limits
 from ckptdoctor.model import Storage, TensorRecord

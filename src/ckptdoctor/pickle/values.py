@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from ckptdoctor._lazy import numpy as np  # imported on first use: inspect needs none
 
 
 @dataclass(slots=True, eq=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from ckptdoctor._lazy import imported as numpy_loaded
+from ckptdoctor._lazy import numpy as np  # imported on first use: inspect needs none
 from ckptdoctor.model import Storage, TensorRecord
 from ckptdoctor.pickle.objects import DeviceValue, Global, OrderedDictValue, PersistentRef, PickledObject
 from ckptdoctor.pickle.values import Layout, NumpyArray, TorchDType
@@ -33,7 +33,7 @@ def to_plain(v: Any, depth: int = 6, _budget: list[int] | None = None) -> Any:
         return f"<{len(v)} bytes>"
     if isinstance(v, TensorRecord):
         return tensor_label(v)
-    if isinstance(v, np.generic):
+    if numpy_loaded("numpy") and isinstance(v, np.generic):
         return v.item() if v.dtype.kind in "biuf" else repr(v)
     if isinstance(v, NumpyArray):
         return f"ndarray {v.dtype}[{'x'.join(map(str, v.shape))}]"
@@ -72,6 +72,6 @@ def to_plain(v: Any, depth: int = 6, _budget: list[int] | None = None) -> Any:
         return repr(v)
     if isinstance(v, slice):
         return repr(v)
-    if isinstance(v, np.dtype):
+    if numpy_loaded("numpy") and isinstance(v, np.dtype):
         return f"dtype {v}"
     return repr(v)[:200]
