@@ -43,6 +43,7 @@ FINDINGS = {
     "CKD-INT-AFTER-STOP": "bytes (or a second pickle) after a pickle's STOP",
     "CKD-INT-MULTIPLE-PICKLES": "several pickles in one stream",
     "CKD-INT-BROKEN-PICKLE": "a pickle that breaks off after making calls",
+    "CKD-INT-SCAN-LIMIT": "the scan of a pickle stopped at a resource limit (what follows was not examined)",
     "CKD-INT-IMPOSTOR-CODE": "a non-checkpoint file that carries pickled code",
     "CKD-INT-UNREADABLE": "the reader refused the file (standalone security report only)",
 }

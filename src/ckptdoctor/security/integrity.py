@@ -175,6 +175,7 @@ def _storage_findings(fs: FileScan, z: ZipFacts) -> list[Finding]:
     if z.kind not in ("zip", "torchscript") or not z.root:
         return []
     refs = _pid_storages(fs, z)
+    complete = any(p.end is not None for p in fs.pickles if p.label.endswith("data.pkl"))
     members = {m.name: m for m in z.members}
     missing, short, long_, = [], [], []
     for key, (sname, numel, dt) in refs.items():
@@ -195,7 +196,7 @@ def _storage_findings(fs: FileScan, z: ZipFacts) -> list[Finding]:
             long_.append((m.name, m.usize, need))
     referenced = {f"{z.root}/{f}/{k}" for k in refs for f in ("data", ".data", "constants")}
     orphans = [m.name for m in z.members if m.name.startswith(f"{z.root}/data/") and m.name not in referenced
-               and not m.name.endswith("/")] if z.kind == "zip" else []
+               and not m.name.endswith("/")] if z.kind == "zip" and complete else []
     out: list[Finding] = []
     if missing:
         out.append(Finding(
@@ -256,7 +257,14 @@ def _stream_findings(fs: FileScan) -> list[Finding]:
                 "never runs it, but it is there to be found by another loader. It was scanned.",
                 evidence={"member": p.label, "start": p.start},
             ))
-        if p.error and p.calls and p.end is None:
+        if p.limited:
+            out.append(Finding(
+                "CKD-INT-SCAN-LIMIT", Severity.WARNING, f"{p.label}: scan stopped at a resource limit",
+                f"{p.error}. Calls before that point were examined; anything after it was not. A pickle this "
+                "large or this expansive is either exceptional or a bomb; raise the limits (ckptdoctor.limits."
+                "Limits) to examine it all.", evidence={"pickle": p.label, "error": p.error, "calls": p.calls},
+            ))
+        elif p.error and p.calls and p.end is None:
             out.append(Finding(
                 "CKD-INT-BROKEN-PICKLE", Severity.WARNING, f"{p.label} breaks off after {p.calls} call(s)",
                 f"The pickle is malformed ({p.error}), but a real unpickler runs every call before the point where "

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ckptdoctor.errors import CkptdoctorError
+from ckptdoctor.errors import CkptdoctorError, LimitExceeded
 from ckptdoctor.limits import DEFAULT_LIMITS, Limits
 from ckptdoctor.pickle.objects import Global, PersistentRef, PickledObject
 from ckptdoctor.pickle.vm import NOT_HANDLED, Machine
@@ -70,6 +70,7 @@ class PickleScan:
     end: int | None = None  # offset past STOP (None if it did not parse to the end)
     error: str | None = None
     error_offset: int | None = None
+    limited: bool = False  # the error is a resource limit (bomb or huge pickle), not malformation
     protocol: int = 0
     n_ops: int = 0
     value: Any = None
@@ -124,6 +125,7 @@ def run_recorded(buf: Any, pos: int, end: int | None, *, base: int = 0, limits: 
     except CkptdoctorError as e:
         scan.error = str(e)
         scan.error_offset = getattr(e, "offset", None)
+        scan.limited = isinstance(e, LimitExceeded)
         res = m.result
     except RecursionError:
         scan.error = "structure nested too deeply"

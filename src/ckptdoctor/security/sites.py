@@ -266,9 +266,9 @@ def _scan_zip(fs: FileScan, source: Any, offset: int, limits: Limits) -> None:
             continue
         rel = e.name[len(root) + 1 :] if root and e.name.startswith(root + "/") else e.name
         try:
-            info.local_name = _local_name(source, e)
             if _storage_record(rel) and not rel.endswith(".npy"):
-                continue
+                continue  # raw tensor bytes: never unpickled (sizes are checked by integrity)
+            info.local_name = _local_name(source, e)
             is_code = rel.startswith("code/") and rel.endswith(".py")
             if e.crc and e.usize <= CRC_LIMIT and e.method in (0, 8):
                 info.crc_ok = zlib.crc32(_member_bytes(source, z, e, limits)) == e.crc
