@@ -47,3 +47,14 @@ def test_allowlist_finding_gives_the_line(benign_files):
     p = next(p for p in benign_files if p.name == "train-ckpt.pth.tar")
     f = next(f for f in analyze_path(p).findings if f.id == "CKD-SEC-ALLOWLIST")
     assert "argparse.Namespace" in f.fix.python and f.fix.python.startswith("torch.serialization.add_safe_globals")
+
+
+def test_distributed_checkpoint_folder(torch, tmp_path):
+    import warnings
+
+    dcp = pytest.importorskip("torch.distributed.checkpoint")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save({"w": torch.ones(3), "step": 7}, checkpoint_id=str(tmp_path / "ckpt"))
+    r = analyze_path(tmp_path / "ckpt")
+    assert r.format == "dcp" and r.verdict == "needs-allowlist", [f.title for f in r.findings]

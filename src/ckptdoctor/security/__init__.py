@@ -103,12 +103,11 @@ def analyze_path(path: Any, *, limits: Any = None) -> SecurityReport:
     from ckptdoctor.errors import CkptdoctorError
     from ckptdoctor.source import open_source
 
-    name = os.fspath(path)
-    if os.path.isdir(name):
-        meta = os.path.join(name, ".metadata")
-        if not os.path.isfile(meta):
+    name = scan_name = os.fspath(path)
+    if os.path.isdir(name):  # a torch.distributed.checkpoint folder: its .metadata is the only pickle
+        scan_name = os.path.join(name, ".metadata")
+        if not os.path.isfile(scan_name):
             return SecurityReport(name, "directory", error="a directory, not a checkpoint")
-        name = meta
     ckpt = None
     error: BaseException | None = None
     fmt: str | None = None
@@ -119,9 +118,9 @@ def analyze_path(path: Any, *, limits: Any = None) -> SecurityReport:
         error = e
         fmt = getattr(e, "kind", None)
     try:
-        source = open_source(name)
+        source = open_source(scan_name)
         try:
-            fs = scan_file(source, name, limits)
+            fs = scan_file(source, scan_name, limits)
             report = SecurityReport(name, fmt, findings_for(fs, ckpt, error),
                                     error=str(error) if error is not None else None, pickles=_count(fs))
         finally:
