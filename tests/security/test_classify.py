@@ -178,3 +178,10 @@ def test_bound_method_of_a_built_object_is_not_a_gadget():
                   Call(Call(G("builtins", "getattr"), (inst, "_hook")), ())):
         _, fs = _findings(Asm(2).value(value).stop())
         assert Severity.CRITICAL in {f.severity for f in fs}, value
+
+
+def test_bound_classmethod_and_joblib_wrappers():
+    scan, fs = _findings(Asm(2).value(Call(G("builtins", "getattr"), (G("mymodels", "Net"), "from_config"))).stop())
+    assert Severity.CRITICAL not in {f.severity for f in fs}
+    assert classify("joblib.numpy_pickle", "NumpyArrayWrapper").category == "needs-allowlist"
+    assert classify("joblib", "load").category == "dangerous"

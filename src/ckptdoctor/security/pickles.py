@@ -352,15 +352,18 @@ def _bound_method(cls: Classification, args: tuple) -> Classification | None:
     if cls.qualname != "builtins.getattr" or len(args) != 2 or not isinstance(args[1], str):
         return None
     name = args[1]
-    owner = _instance_class(args[0])
+    obj = args[0]
+    owner = _instance_class(obj)
+    what = "an object the pickle built"
+    if owner is None and isinstance(obj, Global) and obj.name[:1].isupper() and "." not in obj.name:
+        owner, what = obj, "a class (a classmethod)"  # getattr(SomeClass, 'from_config')
     if owner is None or not name.isidentifier() or name.startswith("__"):
         return None
     oc = _classify_global(owner)
     if oc.category == "dangerous":
         return None
-    return Classification("unknown", cls.qualname, f"a bound method ({owner.qualname}.{name}) of an object the "
-                          "pickle built: how pickle stores methods; it runs only if something calls it", None,
-                          "bound-method")
+    return Classification("unknown", cls.qualname, f"a bound method ({owner.qualname}.{name}) of {what}: how "
+                          "pickle stores methods; it runs only if something calls it", None, "bound-method")
 
 
 def _special_keys(state: Any) -> list[str]:
