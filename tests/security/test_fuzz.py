@@ -119,3 +119,41 @@ def test_long_mutation_run(data):
     test_reader_only_raises_ckptdoctor_errors.hypothesis.inner_test(data)
     test_vm_only_raises_ckptdoctor_errors.hypothesis.inner_test(data)
     test_security_scan_never_raises.hypothesis.inner_test(data)
+
+
+def _laughs(levels: int = 40) -> bytes:
+    """Each level is a list holding the previous one ten times (memo references): 10**40 leaves if expanded."""
+    out = bytearray(b"\x80\x02]q\x00X\x01\x00\x00\x00xa")  # memo 0 = ['x']
+    for i in range(1, levels):
+        out += b"]q" + bytes([i]) + b"(" + (b"h" + bytes([i - 1])) * 10 + b"e"
+    return bytes(out) + b"."
+
+
+def _deep(n: int = 200_000) -> bytes:
+    return b"\x80\x02" + b"]" * n + b"a" * (n - 1) + b"."
+
+
+@pytest.mark.parametrize("name,data", [
+    ("billion-laughs", _laughs()),
+    ("deep-nesting", _deep()),
+    ("zip-bomb", __import__("security.malicious", fromlist=["_zip"])._zip(
+        [("archive/data.pkl", b"\x80\x02}." + b"\x00" * (64 << 20)), ("archive/version", b"3\n")],
+        __import__("zipfile").ZIP_DEFLATED)),
+    ("absurd-storage", __import__("security.malicious", fromlist=["torch_zip"]).torch_zip(
+        Asm(2).call(Call(G("torch._utils", "_rebuild_tensor_v2"), (
+            Call(G("collections", "OrderedDict"), ()), 0, (2**40, 2**40), (2**40, 1), False,
+            Call(G("collections", "OrderedDict"), ())))).stop())),
+])
+def test_bombs_are_bounded(name, data):
+    import time
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        findings_for(scan_bytes(data, name))
+        try:
+            with ckptdoctor.open(io.BytesIO(data)) as ckpt:
+                list(ckpt.tensors())
+        except CkptdoctorError:
+            pass
+    assert time.perf_counter() - t0 < 30
