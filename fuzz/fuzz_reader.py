@@ -12,7 +12,7 @@ Setup (its own venv, atheris never enters the project's dependencies)::
     fuzz/_work/venv-atheris/bin/python fuzz/fuzz_reader.py fuzz/_work/corpus fuzz/_work/seeds \\
         -max_total_time=3600 -rss_limit_mb=256 -max_len=65536 -timeout=30
 
-Each input's first byte picks a mode: the bytes as a file, the bytes run
+Every input also goes through the security scan's raw container walk. Each input's first byte picks a mode: the bytes as a file, the bytes run
 through the VM directly, or the bytes placed as the pickle of a zip / legacy /
 TorchScript container (so mutations reach the container readers' pickle paths).
 """
@@ -38,8 +38,10 @@ from ckptdoctor.pickle.vm import Machine  # noqa: E402
 
 try:  # the security analysis, when this build has it
     from ckptdoctor.security import analyze as _analyze  # noqa: E402
+    from ckptdoctor.security import findings_for as _findings_for  # noqa: E402
+    from ckptdoctor.security.sites import scan_bytes as _scan_bytes  # noqa: E402
 except ImportError:  # pragma: no cover
-    _analyze = None
+    _analyze = _findings_for = _scan_bytes = None
 
 LEGACY_HEAD = (
     b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.\x80\x02}q\x00(X\x10\x00\x00\x00"
@@ -76,12 +78,15 @@ def exercise(data: bytes) -> None:
         return
     mode = data[0] % 5
     body = data[1:]
+    data = container(mode, body)
     try:
+        if _scan_bytes is not None:  # the raw security walk sees every input, readable or not
+            _findings_for(_scan_bytes(data, "fuzz"))
         if mode == 1:
             r = TorchResolver()
             Machine(resolver=r, build_hook=r.build).run(body)
             return
-        with ckptdoctor.open(io.BytesIO(container(mode, body))) as ckpt:
+        with ckptdoctor.open(io.BytesIO(data)) as ckpt:
             for _path, t in ckpt.tensors():
                 try:
                     t.sha256()

@@ -74,13 +74,32 @@ def seeds() -> list[bytes]:
     return out
 
 
+def hostile_seeds(canary: str, every: int = 7) -> list[bytes]:
+    """A slice of the malicious suite (tests/security/malicious.py), payloads aimed at the harness's canary."""
+    import warnings
+
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+    from security.malicious import generate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        suite = generate(canary)
+    return [b"\x00" + s.data for i, s in enumerate(suite) if (i % every == 0 or s.source != "product")
+            and len(s.data) <= MAX]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("outdir")
+    ap.add_argument("--hostile", action="store_true", help="add malicious-suite samples aimed at the fuzz canary")
     a = ap.parse_args(argv)
     os.makedirs(a.outdir, exist_ok=True)
     n = 0
-    for s in seeds():
+    extra: list[bytes] = []
+    if a.hostile:
+        canary_dir = os.environ.get("CKPTDOCTOR_FUZZ_CANARY_DIR", "/tmp/ckptdoctor-fuzz-canary")
+        extra = hostile_seeds(os.path.join(canary_dir, "CANARY"))
+    for s in seeds() + extra:
         with open(os.path.join(a.outdir, hashlib.sha1(s).hexdigest()), "wb") as f:
             f.write(s)
         n += 1
