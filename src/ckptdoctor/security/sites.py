@@ -156,9 +156,12 @@ def scan_bytes(data: bytes, name: str, *, limits: Limits = DEFAULT_LIMITS, depth
 
 
 # ------------------------------------------------------------------ streams
-def _buffer(source: Any) -> Any:
+def _buffer(source: Any, n: int | None = None) -> Any:
+    """The mmap for local files; otherwise the first ``n`` bytes (all by default)."""
     mm = getattr(source, "_mm", None)
-    return mm if mm is not None else source.read(0, source.size)
+    if mm is not None:
+        return mm
+    return source.read(0, source.size if n is None else min(n, source.size))
 
 
 def _starts_pickle(buf: Any, pos: int, first: bool) -> bool:
@@ -169,12 +172,30 @@ def _starts_pickle(buf: Any, pos: int, first: bool) -> bool:
 
 
 def _scan_stream(fs: FileScan, source: Any, limits: Limits, base_label: str = "") -> None:
-    buf = _buffer(source)
-    size = source.size
+    """Pickles from byte 0; remote/stream sources are read as a growing prefix, never whole."""
+    n = 1 << 20
+    while True:
+        buf = _buffer(source, n)
+        attempt = FileScan(fs.name, fs.size, fs.kind, depth=fs.depth)
+        _scan_stream_in(attempt, buf, source.size, limits, base_label)
+        last = attempt.pickles[-1] if attempt.pickles else None
+        cut = last is not None and last.end is None and len(buf) < source.size \
+            and (last.error_offset is None or last.error_offset >= len(buf) - 1)
+        if not cut:
+            break
+        n *= 8  # the pickle ran into the end of what was read: read more
+    fs.pickles.extend(attempt.pickles)
+    fs.kind = attempt.kind
+    fs.stream_end = attempt.stream_end
+    fs.trailing = attempt.trailing
+
+
+def _scan_stream_in(fs: FileScan, buf: Any, size: int, limits: Limits, base_label: str) -> None:
+    end = min(size, len(buf))
     pos = 0
     legacy = False
     for i in range(MAX_STREAM_PICKLES):
-        if pos >= size or not _starts_pickle(buf, pos, i == 0 or legacy):
+        if pos >= end or not _starts_pickle(buf, pos, i == 0 or legacy):
             break
         if legacy:
             label, who = f"{LEGACY_LABELS[i]} pickle (legacy stream)", "torch.load"
@@ -183,7 +204,7 @@ def _scan_stream(fs: FileScan, source: Any, limits: Limits, base_label: str = ""
         else:
             label, who = f"pickle {i + 1} of the stream (byte {pos})", "pickle.load called again on the file " \
                          "(torch.load stops after the first)"
-        scan = run_recorded(buf, pos, size, limits=limits, label=base_label + label, executed_by=who)
+        scan = run_recorded(buf, pos, end, limits=limits, label=base_label + label, executed_by=who)
         fs.pickles.append(scan)
         if scan.end is None:
             pos = size
