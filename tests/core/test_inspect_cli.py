@@ -1,5 +1,6 @@
-"""``ckptdoctor inspect``: the direct dispatch of ``inspect FILE [--json] [--hash] [--all]`` (no typer
-parsing, no pydantic) gives exactly what typer's path gives, and reading a structure imports no numpy."""
+"""``ckptdoctor inspect``: the console script's direct dispatch of ``inspect FILE [--json] [--hash] [--all]``
+(``ckptdoctor.__main__``: no typer, no click, no pydantic) gives exactly what typer's path gives, and
+reading a structure imports no numpy."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ CHILD = r"""
 import atexit, json, os, sys
 atexit.register(lambda: open(os.environ["CKD_MODULES"], "w").write(json.dumps(sorted(sys.modules))))
 sys.argv[0] = "ckptdoctor"
-from ckptdoctor.cli import main
+from ckptdoctor.__main__ import main  # what the installed console script runs
 main()
 """
 
@@ -39,7 +40,8 @@ def test_direct_dispatch_matches_typer(flags, sample, tmp_path):
     slow, slow_modules = run(tmp_path, "inspect", str(sample), *flags, "--tree-depth", "4")  # the default, via typer
     assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr)
     assert fast.returncode == 0
-    assert "pydantic" not in fast_modules and "pydantic" in slow_modules  # really two different paths
+    assert "pydantic" in slow_modules  # typer's path really is the other one
+    assert not {"typer", "click", "pydantic"} & fast_modules
     assert ("numpy" in fast_modules) == ("--hash" in flags)  # structure needs no numpy; hashing bytes does
 
 
@@ -58,3 +60,10 @@ def test_direct_dispatch_errors_match_typer(target, tmp_path):
 def test_other_spellings_go_through_typer(tmp_path):
     r, modules = run(tmp_path, "inspect", "--help")
     assert r.returncode == 0 and "Usage" in r.stdout and "numpy" not in modules
+
+
+def test_console_script_is_the_fast_entry():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "ckptdoctor"]
+    assert ep.value == "ckptdoctor.__main__:main"

@@ -7,8 +7,6 @@ file only lists them. Heavy imports happen inside the commands so that
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 import ckptdoctor.cli.env_cmd as env_cmd
@@ -61,30 +59,8 @@ for _module in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console-script entry point. Never lets a traceback reach the user."""
-    from ckptdoctor.cli.errors import run_guarded
+    """Console-script entry point (the installed script calls :func:`ckptdoctor.__main__.main`,
+    which reaches this app only when the command line needs typer). Never lets a traceback out."""
+    from ckptdoctor.__main__ import main as entry
 
-    sys.exit(run_guarded(_fast_inspect(sys.argv[1:]) or app))
-
-
-FAST_INSPECT_FLAGS = {"--json": "as_json", "--hash": "with_hash", "--all": "show_all"}
-
-
-def _fast_inspect(argv: list[str]):
-    """``inspect FILE [--json] [--hash] [--all]`` (what scripts run, often per file) calls the command
-    function directly: typer's parameter coercion imports pydantic (~100 ms, a third of the budget).
-    Same function, same defaults, same output; any other spelling goes through typer."""
-    if not argv or argv[0] != "inspect":
-        return None
-    paths = [a for a in argv[1:] if not a.startswith("-")]
-    flags = [a for a in argv[1:] if a.startswith("-")]
-    if len(paths) != 1 or len(set(flags)) != len(flags) or not set(flags) <= FAST_INSPECT_FLAGS.keys():
-        return None
-
-    def run() -> None:
-        try:
-            inspect_cmd.inspect(paths[0], **{FAST_INSPECT_FLAGS[f]: True for f in flags})
-        except typer.Exit as e:
-            raise SystemExit(e.exit_code) from None
-
-    return run
+    entry()
