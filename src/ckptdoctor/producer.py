@@ -81,7 +81,7 @@ def estimate_producer(ckpt: Checkpoint) -> Producer:
 def _from_features(p: Producer, ckpt: Checkpoint) -> None:
     """Narrow with the per-release tables read from torch's source (data/torch_features.json):
     rebuild functions, storage classes, dtypes and torch.nn.Module attributes the file carries."""
-    from ckptdoctor.rules._tables import span, torch_features
+    from ckptdoctor.tables import span, torch_features
 
     feats = torch_features()
     rels = feats.get("releases") or []
