@@ -1,6 +1,6 @@
 """Run the real ``ckptdoctor`` CLI in a child process and measure that child's own peak RSS.
 
-The child is a tiny wrapper around the console-script entry point (``ckptdoctor.cli:main``)
+The child is a tiny wrapper around the console-script entry point (``ckptdoctor.__main__:main``)
 that, at exit, writes its ``VmHWM`` (peak resident set since exec, from /proc/self/status) to
 the file named by ``CKPTDOCTOR_TEST_HWM``. We do not use ``getrusage(RUSAGE_CHILDREN)``: its
 ``ru_maxrss`` is a maximum over *all* children ever waited for, and after fork it includes pages
@@ -34,7 +34,7 @@ def _report():
 
 atexit.register(_report)
 sys.argv[0] = "ckptdoctor"
-from ckptdoctor.cli import main
+from ckptdoctor.__main__ import main  # what the installed console script runs
 main()
 """
 
