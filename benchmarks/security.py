@@ -18,17 +18,21 @@ modelscan any issue, fickling any member not ``LIKELY_SAFE`` (its ``is_safe``).
 
 from __future__ import annotations
 
-import argparse
-import collections
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-import warnings
-from pathlib import Path
+
+# This folder holds scripts named like modules (inspect.py, security.py): keep it off the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import collections  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -50,7 +54,7 @@ def ensure_venv() -> Path:
 
 
 def build_sets() -> tuple[list[tuple[Path, dict]], list[tuple[Path, dict]], str]:
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.append(str(REPO / "tests"))  # after the stdlib: tests/ has packages named like stdlib modules
     from security.benign import write_benign
     from security.malicious import write_suite
 
@@ -94,6 +98,9 @@ def run_tool(py: Path, tool: str, paths: list[Path]) -> tuple[dict[str, dict], s
     if not lines:
         raise SystemExit(f"{tool} driver failed: {proc.stderr[-2000:]}")
     head, rows = lines[0], lines[1:]
+    crashes = [r for r in rows if r.get("crash")]
+    if len(crashes) > len(rows) // 2:  # the tool did not run at all (e.g. an import problem): say so
+        raise SystemExit(f"{tool} crashed on {len(crashes)}/{len(rows)} files, e.g. {crashes[0]['crash']}")
     return {r["path"]: r for r in rows}, head["version"], dt
 
 

@@ -9,11 +9,16 @@ model file; all three are static analysers (none unpickles the input).
 
 from __future__ import annotations
 
-import json
-import logging
+import os
 import sys
-import time
-import zipfile
+
+# This folder holds scripts named like stdlib modules (inspect.py): keep it off the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+import zipfile  # noqa: E402
 
 
 def picklescan_one(path: str) -> dict:

@@ -52,7 +52,7 @@ def seeds() -> list[bytes]:
     try:  # a torch 0.1.x tar, built by the test suite's helper
         import tempfile
 
-        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+        sys.path.append(os.path.join(os.path.dirname(HERE), "tests"))
         from fix.test_tar_input import make_tar
 
         with tempfile.TemporaryDirectory() as d:
@@ -78,7 +78,7 @@ def hostile_seeds(canary: str, every: int = 7) -> list[bytes]:
     """A slice of the malicious suite (tests/security/malicious.py), payloads aimed at the harness's canary."""
     import warnings
 
-    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+    sys.path.append(os.path.join(os.path.dirname(HERE), "tests"))
     from security.malicious import generate
 
     with warnings.catch_warnings():
