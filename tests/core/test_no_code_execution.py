@@ -10,7 +10,8 @@ torch 0.1 tar archive (each built from a real file torch, or the tar writer, pro
 While ckptdoctor parses, an audit hook (``sys.addaudithook``) is armed: it records process,
 code-execution and unpickling events (os.system, subprocess.Popen, os.exec*/spawn*/fork,
 exec/compile of code that is not a module file, pickle.find_class, marshal.loads, imports of new
-modules) and any ``open`` of a path in the canary folder. The hook stays installed for the rest of
+modules) and any ``open`` of a path in the canary folder, and makes the event's operation fail (so
+nothing runs even if ckptdoctor tried; the recorded event fails the test). The hook stays installed for the rest of
 the pytest process (hooks cannot be removed) but does nothing unless armed. Modules ckptdoctor
 imports lazily are imported before arming, by reading a benign file of each container.
 """
@@ -80,6 +81,7 @@ def _audit(event: str, args: tuple) -> None:
         bad = any(name.startswith(w) for w in _WATCH)
     if bad:
         _ARMED[-1].append((event, repr(args)[:300]))
+        raise RuntimeError(f"audit hook: {event} while ckptdoctor was parsing")  # and stop it happening
 
 
 sys.addaudithook(_audit)
@@ -265,16 +267,22 @@ def test_the_audit_hook_sees_execution(tmp_path):
     fresh = f"ckd_hooktest_{uuid.uuid4().hex}"
     (tmp_path / f"{fresh}.py").write_text("X = 1\n")
     sys.path.insert(0, str(tmp_path))
-    with armed() as events:
-        os.system("true")
-        exec("x = 1", {})  # noqa: S102 - a string, not a module file
-        pickle.loads(pickle.dumps(os.path.join))  # unpickling a global: pickle.find_class
-        __import__(fresh)  # a module nothing imported before
+    code = compile("x = 1", "<payload>", "exec")
+    attempts = [lambda: os.system("true"),
+                lambda: exec("x = 1", {}),  # a string: its compile() is refused
+                lambda: exec(code, {}),  # a code object that is not a module file's
+                lambda: pickle.loads(pickle.dumps(os.path.join)),  # unpickling a global: pickle.find_class
+                lambda: __import__(fresh),  # a module nothing imported before
+                lambda: (tmp_path / "x").write_text("")]
+    _WATCH.append(str(tmp_path))
+    try:
+        with armed() as events:
+            for attempt in attempts:
+                with pytest.raises(RuntimeError, match="audit hook"):
+                    attempt()
+    finally:
+        _WATCH.remove(str(tmp_path))
         sys.path.remove(str(tmp_path))
-        _WATCH.append(str(tmp_path))
-        try:
-            (tmp_path / "x").write_text("")
-        finally:
-            _WATCH.remove(str(tmp_path))
+    assert not (tmp_path / "x").exists()
     kinds = {e for e, _ in events}
-    assert {"os.system", "exec", "pickle.find_class", "import", "open"} <= kinds, events
+    assert {"os.system", "compile", "exec", "pickle.find_class", "import", "open"} <= kinds, events
