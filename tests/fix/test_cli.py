@@ -96,6 +96,25 @@ def test_verification_failure_leaves_nothing(tmp_path, fixtures, monkeypatch):
     assert not out.exists() and not leftovers(tmp_path)
 
 
+def test_verification_catches_a_wrong_byte_in_safetensors(tmp_path, fixtures, monkeypatch):
+    """The kernel-copy path (copy_file_range at an offset) is checked by the byte comparison too."""
+    from ckptdoctor.writers import stream
+
+    real = stream.OutFile.tensor_at
+
+    def corrupt(self, t, pos):
+        end = real(self, t, pos)
+        if end > pos:
+            os.pwrite(self.fd, bytes([os.pread(self.fd, 1, end - 1)[0] ^ 0x01]), end - 1)
+        return end
+
+    monkeypatch.setattr(stream.OutFile, "tensor_at", corrupt)
+    out = tmp_path / "o.safetensors"
+    with pytest.raises(VerificationFailed, match="different"):
+        convert_file(str(fixtures["dtypes"]["zip"]), str(out), to="safetensors")
+    assert not out.exists() and not leftovers(tmp_path)
+
+
 def test_keep_objects_writes_the_model_back(tmp_path, whole):
     out = tmp_path / "legacy.pt"
     r = run_cli("convert", str(whole), "-o", str(out), "--to", "legacy", "--keep-objects")
@@ -109,7 +128,7 @@ def test_keep_objects_writes_the_model_back(tmp_path, whole):
 
 def test_convert_defaults(tmp_path, fixtures):
     r = run_cli("convert", str(fixtures["dtypes"]["legacy"]), "-o", str(tmp_path / "m.safetensors"))
-    assert r.returncode == 0 and "(safetensors, for torch 2.13)" in r.stdout and "every sha256 identical" in r.stdout
+    assert r.returncode == 0 and "(safetensors, for torch 2.13)" in r.stdout and "every byte identical" in r.stdout
     r = run_cli("convert", str(fixtures["dtypes"]["legacy"]), "-o", str(tmp_path / "m.pt"))
     assert r.returncode == 0 and "(zip, for torch 2.13)" in r.stdout
     r = run_cli("convert", str(fixtures["views"]["zip"]), "-o", str(tmp_path / "old.pt"), "--torch", "1.5")

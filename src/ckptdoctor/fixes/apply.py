@@ -29,7 +29,7 @@ from ckptdoctor.fixes.plan import (
     parse_version,
 )
 from ckptdoctor.fixes.safe import needs_weights_only_safe
-from ckptdoctor.fixes.verify import Hasher, Verification, expected_signatures, verify_file
+from ckptdoctor.fixes.verify import Verification, expected_tensors, verify_file
 
 RECORD_SUFFIX = ".changes.json"
 
@@ -128,16 +128,15 @@ def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool) 
 
     directory = os.path.dirname(os.path.abspath(out_path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".tmp")
-    hasher = Hasher() if verify else None
     try:
-        expected = expected_signatures(tree.root, hasher, tree.container) if hasher else {}
+        expected = expected_tensors(tree.root, tree.container) if verify else {}
         try:
             write_tree(tree.root, tree.container, OutFile(fd), archive_name=archive_root(out_path),
                        metadata=tree.metadata, numpy_module=tree.numpy_module, note=result.notes.append)
         finally:
             os.close(fd)
-        if hasher is not None:
-            result.verification = verify_file(tmp, expected, hasher)
+        if verify:
+            result.verification = verify_file(tmp, expected)
             if not result.verification.ok:
                 raise VerificationFailed(f"{result.verification.summary()}; nothing written to {out_path}")
         else:
@@ -150,9 +149,6 @@ def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool) 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    finally:
-        if hasher is not None:
-            hasher.close()
 
 
 def _umask() -> int:

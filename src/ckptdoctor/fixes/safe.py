@@ -18,9 +18,9 @@ Shared objects stay shared (one replacement per object).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-import numpy as np
 from packaging.version import Version
 
 from ckptdoctor import dtypes
@@ -126,7 +126,7 @@ class _Converter:
                 return v
             self.note("converted", path, "complex -> (real, imag)")
             return (v.real, v.imag)
-        if isinstance(v, (np.generic, np.ndarray, NumpyArray, np.dtype)):
+        if _is_numpy_value(v):
             return self._numpy(v, path, depth)
         if isinstance(v, ScriptModuleValue):
             sd = state_dict_of_script(v)
@@ -176,6 +176,8 @@ class _Converter:
         return g.canonical
 
     def _numpy(self, v: Any, path: str, depth: int) -> Any:
+        import numpy as np
+
         if isinstance(v, np.dtype):
             self.note("converted", path, f"numpy dtype {v} -> str")
             return str(v)
@@ -268,3 +270,11 @@ def needs_weights_only_safe(root: Any, target: Version) -> bool:
     conv = _Converter(WeightsOnlySafe(), target)
     conv.value(root, "")
     return bool(conv.changes)
+
+
+def _is_numpy_value(v: Any) -> bool:
+    """numpy values: the reader's NumpyArray, or real numpy objects (only if numpy was imported)."""
+    if isinstance(v, NumpyArray):
+        return True
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(v, (np.generic, np.ndarray, np.dtype))

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import numpy as np
-
 from ckptdoctor.fixes.plan import Change, ContainerChange, FixError, Step, Tree
 from ckptdoctor.fixes.values import find_state_dict, memory_tensor
 from ckptdoctor.model import TensorRecord
@@ -190,6 +188,8 @@ class NumBatchesTracked(Step):
             if self.mode == "add" and isinstance(k, str) and k.endswith("running_var"):
                 prefix = k[: -len("running_var")]
                 if prefix + "running_mean" in keys and prefix + NBT not in keys:
+                    import numpy as np
+
                     sd[prefix + NBT] = memory_tensor(np.array(0, dtype=np.int64), key=f"{prefix}{NBT}")
                     changes.append(self.change("added", where + prefix + NBT, "0-dim int64 tensor 0"))
         return changes

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ckptdoctor import dtypes
 from ckptdoctor.model import Storage, TensorRecord
 from ckptdoctor.pickle.objects import OrderedDictValue, PickledObject
 from ckptdoctor.source import FileObjSource
 from ckptdoctor.walk import ScriptModuleValue, is_module, module_state_dict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # nn.Module._version of classes that override it (state_dict()'s _metadata records it; default 1).
 MODULE_VERSIONS = {
@@ -91,6 +92,8 @@ def find_state_dict(root: Any) -> tuple[dict, list[Any]] | None:
 
 def memory_tensor(arr: np.ndarray, dtype_name: str | None = None, *, key: str = "memory") -> TensorRecord:
     """A tensor whose bytes live in memory (numpy arrays turned into tensors, added counters)."""
+    import numpy as np  # only here: a plain copy or rename never needs numpy
+
     arr = np.asarray(arr)
     if not arr.flags.c_contiguous:
         arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-dim array into 1-dim)

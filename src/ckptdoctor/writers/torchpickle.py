@@ -11,11 +11,10 @@ tree weights-only-safe is a *fix step*, not this module's business.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from ckptdoctor import dtypes
 from ckptdoctor.dtypes import DType
@@ -157,6 +156,9 @@ class TorchPickler:
             return obj.state_dict
         if isinstance(obj, NumpyArray):
             return self._ndarray(obj.dtype, obj.shape, obj.fortran, obj.data)
+        np = sys.modules.get("numpy")  # no numpy imported: no numpy object can be in the tree
+        if np is None:
+            return None
         if isinstance(obj, np.ndarray):
             raw = obj.tobytes(order="F" if obj.flags.f_contiguous and not obj.flags.c_contiguous else "C")
             return self._ndarray(obj.dtype, obj.shape, bool(obj.flags.f_contiguous and not obj.flags.c_contiguous), raw)
