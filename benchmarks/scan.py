@@ -13,6 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# benchmarks/inspect.py would shadow the stdlib's inspect (torch imports it): keep this folder off the path
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work" / "scan-fleet"
 N = 1000
@@ -66,6 +69,9 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request slows the server
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -42,8 +42,17 @@ def installed_version(dist: str) -> str | None:
         return None
 
 
+_dist_cache: tuple[tuple[str, ...], dict[str, str]] | None = None
+
+
 def _dist_infos() -> dict[str, str]:
-    """normalised distribution name -> version, from the .dist-info folder names on sys.path (first wins)."""
+    """normalised distribution name -> version, from the .dist-info folder names on sys.path (first wins).
+
+    Kept for the process while sys.path is unchanged: a scan worker asks for every file."""
+    global _dist_cache
+    key = tuple(sys.path)
+    if _dist_cache is not None and _dist_cache[0] == key:
+        return _dist_cache[1]
     out: dict[str, str] = {}
     for entry in sys.path:
         try:
@@ -54,6 +63,7 @@ def _dist_infos() -> dict[str, str]:
             if n.endswith(".dist-info") and "-" in n:
                 name, _, version = n[: -len(".dist-info")].partition("-")
                 out.setdefault(name.lower(), version)
+    _dist_cache = (key, out)
     return out
 
 

@@ -53,6 +53,10 @@ def test_s3_scan_equals_local_and_reads_little(tmp_path, s3_server, s3_env):
     big = s3_rows["s3://ckpts/fleet/big/big_model.pt"]
     assert big["size"] >= 100 * 10**6
     assert big["bytes_read"] < 2 * 10**6, big["bytes_read"]
+    from ckptdoctor.scan.task import WHOLE_FILE_BELOW
+
+    small = [r for r in s3_rows.values() if r["size"] <= WHOLE_FILE_BELOW]
+    assert small and all(r["bytes_read"] == r["size"] for r in small)  # fetched whole, in one request
 
 
 def test_dask_local_cluster_scan_equals_local(tmp_path):

@@ -15,6 +15,7 @@ globals (with offsets) and the Python 2 byte strings that are not UTF-8 are reco
 from __future__ import annotations
 
 import _compat_pickle
+import io
 import pickletools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -161,7 +162,14 @@ def simulate(pickles: list[tuple[str, Any, int | None, int, int]], table: dict[s
     return res
 
 
+COPY_BELOW = 1 << 20  # pickles in a region this small are decoded from a copy (io.BytesIO reads in C)
+
+
 def _ops(buf: Any, start: int, end: int) -> Iterator[tuple[Any, Any, int]]:
+    if end - start <= COPY_BELOW:
+        for op, arg, pos in pickletools.genops(io.BytesIO(bytes(buf[start:end]))):
+            yield op, arg, start + pos
+        return
     yield from pickletools.genops(_View(buf, start, end))
 
 
