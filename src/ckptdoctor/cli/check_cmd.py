@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated
 
 import typer
-
-from ckptdoctor.cli.exitcodes import ExitCode
 
 EPILOG = """Examples:
 
@@ -52,49 +48,9 @@ def check(
     = False,
 ) -> None:
     """Predict whether torch.load loads the file in a target environment: every cause, with a fix for each."""
-    from ckptdoctor.check import Target
-    from ckptdoctor.check import check as run_check
+    from ckptdoctor.report.check_command import run_check
 
-    if as_json and as_sarif:
-        print("ckptdoctor check: choose one of --json and --sarif", file=sys.stderr)
-        raise typer.Exit(ExitCode.USAGE)
-    try:
-        target = Target.current(torch=torch_version, numpy=numpy_version, weights_only=weights_only,
-                                device=device, map_location=map_location, python_path=tuple(python_path or ()),
-                                loader=loader)
-    except ValueError as e:
-        print(f"ckptdoctor check: {e}", file=sys.stderr)
-        raise typer.Exit(ExitCode.USAGE) from None
-    for d in target.python_path:
-        import os
-
-        if not os.path.isdir(d):
-            print(f"ckptdoctor check: --python-path {d}: not a directory", file=sys.stderr)
-            raise typer.Exit(ExitCode.USAGE)
-    try:
-        result = run_check(path, target)
-    except OSError as e:
-        from ckptdoctor.cli.errors import one_line
-
-        print(f"ckptdoctor check: {one_line(e)}", file=sys.stderr)
-        raise typer.Exit(ExitCode.UNREADABLE) from None
-    if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
-    elif as_sarif:
-        from ckptdoctor.report.sarif import to_sarif
-
-        log = to_sarif(((result.path, f) for f in result.findings),
-                       invocation={"commandLine": " ".join(["ckptdoctor", *sys.argv[1:]])},
-                       properties={"target": result.target.to_dict(), "loads": result.loads,
-                                   "predicted_error": result.predicted_error})
-        sys.stdout.write(json.dumps(log, indent=1, default=str) + "\n")
-    else:
-        from rich.console import Console
-
-        from ckptdoctor.report.findings_text import render_check
-
-        render_check(result, Console(highlight=False, soft_wrap=False), verbose=verbose)
-        if not result.readable:
-            print(f"ckptdoctor: cannot read: {result.findings[0].title if result.findings else path}",
-                  file=sys.stderr)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(run_check(path, torch_version=torch_version, numpy_version=numpy_version,
+                               python_path=tuple(python_path or ()), weights_only=weights_only, device=device,
+                               map_location=map_location, loader=loader, as_json=as_json, as_sarif=as_sarif,
+                               verbose=verbose))
