@@ -23,6 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+# benchmarks/inspect.py would shadow the stdlib's inspect (torch imports it): keep this folder off the path
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "_work"
 REPEATS = 5
