@@ -19,7 +19,14 @@ app = typer.Typer(
         "Open, diagnose and repair PyTorch checkpoints without executing pickle code.\n\n"
         "Examples:\n\n"
         "  ckptdoctor inspect model.pt\n\n"
-        "  ckptdoctor inspect model.pt --json --hash\n\n"
+        "  ckptdoctor check model.pt --torch 2.6\n\n"
+        "  ckptdoctor fix model.pt -o fixed.pt --torch 2.6\n\n"
+        "  ckptdoctor convert model.pt -o model.safetensors\n\n"
+        "  ckptdoctor match ckpt.pt --to mypkg.models:build\n\n"
+        "  ckptdoctor scan s3://bucket/models --db scan.sqlite\n\n"
+        "  ckptdoctor report scan.sqlite --html report.html\n\n"
+        "  ckptdoctor env\n\n"
+        "Run 'ckptdoctor COMMAND --help' for a command's options and examples.\n\n"
     ),
     no_args_is_help=True,
     add_completion=False,
