@@ -148,3 +148,19 @@ def test_whole_model_tar(protocol: int, tmp_path: Path, tf_mod: Any) -> None:
             tf_mod.assert_tensor(p, want[p], got[p])
         tf_mod.assert_sharing(want, got)
         assert "torch_fixtures.Net" in ckpt.globals
+
+
+def test_a_tar_of_many_members_is_refused_without_listing_them(tmp_path):
+    import io
+
+    import ckptdoctor
+    from ckptdoctor.errors import UnreadableFile
+    from ckptdoctor.formats.tar import MAX_TAR_MEMBERS
+
+    p = tmp_path / "many.tar"
+    with tarfile.open(p, "w") as t:
+        for i in range(MAX_TAR_MEMBERS + 50):
+            t.addfile(tarfile.TarInfo(f"junk{i}"), io.BytesIO(b""))
+    with pytest.raises(UnreadableFile, match=f"more than {MAX_TAR_MEMBERS} members") as e:
+        ckptdoctor.open(str(p))
+    assert e.value.kind == "unknown"

@@ -17,9 +17,12 @@ from typing import Any
 from ckptdoctor import dtypes
 from ckptdoctor.errors import TruncatedFile, UnreadableFile
 from ckptdoctor.formats.common import record_pickle, run_pickle, storage_dtype
+from ckptdoctor.formats.legacy import pickle_buffer
 from ckptdoctor.limits import Limits
 from ckptdoctor.model import Checkpoint, Storage, TensorRecord
 from ckptdoctor.pickle.objects import Global
+
+MAX_TAR_MEMBERS = 1024  # torch 0.1.x wrote 4; a bound on what we list before giving up
 
 
 class _SourceFile(io.RawIOBase):
@@ -50,9 +53,14 @@ class _SourceFile(io.RawIOBase):
 
 
 def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
+    members: dict[str, tarfile.TarInfo] = {}
     try:
         tf = tarfile.open(fileobj=io.BufferedReader(_SourceFile(source)), mode="r:")
-        members = {m.name: m for m in tf.getmembers()}
+        for i, m in enumerate(tf):  # not getmembers(): a tar of a million entries must not be listed
+            if i >= MAX_TAR_MEMBERS:
+                raise UnreadableFile(f"a tar archive with more than {MAX_TAR_MEMBERS} members: not a torch 0.1.x "
+                                     f"checkpoint (those hold 4: sys_info, pickle, tensors, storages)", kind="unknown")
+            members[m.name] = m
     except tarfile.TarError as e:
         raise UnreadableFile(f"corrupt tar archive: {e}", kind="corrupt") from None
     need = {"sys_info", "pickle", "tensors", "storages"}
@@ -66,34 +74,38 @@ def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
             raise TruncatedFile(f"tar member {name} extends beyond the end of the file", offset=source.size,
                                 needed=m.offset_data + m.size)
 
-    def member_bytes(name: str) -> tuple[bytes, int]:
+    # Every member is read in place from one buffer (the file's mmap when local: storage data is
+    # never copied), with file offsets as positions.
+    buf = pickle_buffer(source)
+
+    def member(name: str) -> tuple[int, int]:
         m = members[name]
-        return source.read(m.offset_data, m.size), m.offset_data
+        return m.offset_data, m.offset_data + m.size
 
     objects: dict[int, Any] = {}
     # ---- storages
-    buf, base = member_bytes("storages")
-    res = run_pickle(buf, 0, limits=limits, base=base)
+    start, end = member("storages")
+    res = run_pickle(buf, start, limits=limits, end=end)
     n, pos = res.value, res.end
     if not isinstance(n, int) or n < 0:
         raise UnreadableFile("tar storages member is corrupt", kind="corrupt")
     for _ in range(n):
-        r = run_pickle(buf, pos, limits=limits, base=base)
+        r = run_pickle(buf, pos, limits=limits, end=end)
         key, location, storage_type = _fields(r.value, 3, "storage")
         pos = r.end
         dt = storage_dtype(storage_type)
-        if pos + 8 > len(buf):
-            raise TruncatedFile("tar storage record cut short", offset=base + len(buf))
+        if pos + 8 > end:
+            raise TruncatedFile("tar storage record cut short", offset=end)
         (count,) = struct.unpack("<q", buf[pos : pos + 8])
         if count < 0:
             raise UnreadableFile("tar storage record has a negative size", kind="corrupt")
         st = Storage(key=str(key), dtype=dt, numel=count, location=str(location), source=source,
-                     record="storages", _span=(base + pos + 8, count * dt.itemsize))
-        if pos + 8 + st.nbytes > len(buf):
-            raise TruncatedFile("tar storage data cut short", offset=base + len(buf), needed=base + pos + 8 + st.nbytes)
+                     record="storages", _span=(pos + 8, count * dt.itemsize))
+        if pos + 8 + st.nbytes > end:
+            raise TruncatedFile("tar storage data cut short", offset=end, needed=pos + 8 + st.nbytes)
         objects[_int_key(key)] = st
         pos += 8 + st.nbytes
-    r = run_pickle(buf, pos, limits=limits, base=base)
+    r = run_pickle(buf, pos, limits=limits, end=end)
     views = r.value or []
     if not isinstance(views, list):
         raise UnreadableFile("tar storage view list is corrupt", kind="corrupt")
@@ -107,20 +119,20 @@ def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
                                          source=source, record="storages",
                                          _span=(root.span()[0] + offset * it, size * it))
     # ---- tensors
-    buf, base = member_bytes("tensors")
-    res = run_pickle(buf, 0, limits=limits, base=base)
+    start, end = member("tensors")
+    res = run_pickle(buf, start, limits=limits, end=end)
     pos = res.end
     if not isinstance(res.value, int) or res.value < 0:
         raise UnreadableFile("tar tensors member is corrupt", kind="corrupt")
     for _ in range(res.value):
-        r = run_pickle(buf, pos, limits=limits, base=base)
+        r = run_pickle(buf, pos, limits=limits, end=end)
         key, storage_key, tensor_type = _fields(r.value, 3, "tensor")
         pos = r.end
-        if pos + 8 > len(buf):
+        if pos + 8 > end:
             raise UnreadableFile("tar tensor record is corrupt", kind="corrupt")
         (ndim,) = struct.unpack("<i", buf[pos : pos + 4])
         pos += 8
-        if ndim < 0 or ndim > 64 or pos + 16 * ndim + 8 > len(buf):
+        if ndim < 0 or ndim > 64 or pos + 16 * ndim + 8 > end:
             raise UnreadableFile("tar tensor record is corrupt", kind="corrupt")
         sizes = struct.unpack(f"<{ndim}q", buf[pos : pos + 8 * ndim])
         strides = struct.unpack(f"<{ndim}q", buf[pos + 8 * ndim : pos + 16 * ndim])
@@ -143,13 +155,13 @@ def read_tar(ckpt: Checkpoint, source, limits: Limits) -> None:
         except (KeyError, ValueError, TypeError, OverflowError):
             raise UnreadableFile(f"tar pickle refers to unknown object {saved_id!r:.40}", kind="corrupt") from None
 
-    buf, base = member_bytes("pickle")
-    res = run_pickle(buf, 0, limits=limits, base=base, persistent_load=persistent_load)
+    start, end = member("pickle")
+    res = run_pickle(buf, start, limits=limits, end=end, persistent_load=persistent_load)
     record_pickle(ckpt, res, "object")
     ckpt.root = res.value
-    sysbuf, _ = member_bytes("sys_info")
+    start, end = member("sys_info")
     try:
-        si = run_pickle(sysbuf, 0, limits=limits).value
+        si = run_pickle(buf, start, limits=limits, end=end).value
         if isinstance(si, dict):
             ckpt.details["sys_info"] = {str(k): v for k, v in si.items()}
     except UnreadableFile:
