@@ -162,3 +162,27 @@ def test_synthetic_unknown_dtype_is_a_clear_error(dtype: Any, tmp_path: Path) ->
     write_archive(path, [t], {"tensors/0": b"\0" * 8}, {"name": "B", "parameters": [{"tensorId": "0", "name": "x"}]})
     with pytest.raises(UnreadableFile, match="data type"):
         ckptdoctor.open(path)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"dims": ["1000000000000000", "2"], "strides": ["2", "1"]}, "tensor elements"),  # a shape bomb
+    ({"dims": ["4", "2"], "strides": ["2", "1"]}, "needs 32 bytes"),  # more than its record holds
+    ({"dims": "2"}, "malformed"), ({"dims": ["2"], "strides": []}, "malformed"),
+    ({"offset": "-1"}, "malformed"), ({"dims": ["x"]}, "malformed"), ({"data": "tensors/0"}, "malformed"),
+])
+def test_synthetic_malformed_entries_are_refused(change: dict[str, Any], match: str, tmp_path: Path) -> None:
+    """model.json is data from the file: every entry is validated before a tensor is built from it."""
+    from ckptdoctor.errors import CkptdoctorError
+
+    t = {**tdef("tensors/0", [2], "FLOAT"), **change}
+    path = tmp_path / "bad.pt"
+    write_archive(path, [t], {"tensors/0": b"\0" * 8}, {"name": "B", "parameters": [{"tensorId": "0", "name": "x"}]})
+    with pytest.raises(CkptdoctorError, match=match):
+        ckptdoctor.open(path)
+
+
+def test_synthetic_entry_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pt"
+    write_archive(path, [[1, 2]], {"tensors/0": b"\0" * 8}, {"name": "B", "parameters": []})
+    with pytest.raises(UnreadableFile, match="malformed"):
+        ckptdoctor.open(path)

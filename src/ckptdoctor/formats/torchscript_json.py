@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ckptdoctor import dtypes
-from ckptdoctor.errors import UnreadableFile
+from ckptdoctor.errors import LimitExceeded, UnreadableFile
 from ckptdoctor.formats.common import record_pickle, run_pickle
 from ckptdoctor.formats.zipdir import ZipArchive
 from ckptdoctor.formats.zipfmt import container_details
@@ -49,6 +49,28 @@ def _tensor_dtype(t: dict[str, Any], i: int) -> dtypes.DType:
     return dt
 
 
+def _is_count(x: Any) -> bool:
+    """A non-negative integer, as JSON or as the decimal string protobuf's JSON uses for int64."""
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, int):
+        return x >= 0
+    return isinstance(x, str) and x.isdigit() and len(x) <= 19
+
+
+def _check_entry(t: Any, i: int) -> None:
+    """One ``tensors[i]`` entry of model.json: a dict with dims/strides (same length, <= 64) and an offset."""
+    ok = isinstance(t, dict)
+    if ok:
+        dims, strides, offset = t.get("dims", []), t.get("strides", []), t.get("offset", 0)
+        data = t.get("data", {})
+        ok = (isinstance(dims, list) and isinstance(strides, list) and len(dims) == len(strides) <= 64
+              and all(_is_count(x) for x in dims) and all(_is_count(x) for x in strides) and _is_count(offset)
+              and isinstance(data, dict))
+    if not ok:
+        raise UnreadableFile(f"model.json tensor entry {i} is malformed: {t!r:.120}", kind="corrupt")
+
+
 def read_torchscript_json(ckpt: Checkpoint, z: ZipArchive, limits: Limits) -> None:
     root = z.root
     ckpt.details.update(container_details(z))
@@ -57,11 +79,14 @@ def read_torchscript_json(ckpt: Checkpoint, z: ZipArchive, limits: Limits) -> No
         model = json.loads(z.read(f"{root}/model.json", limit=MODEL_JSON_LIMIT))
     except ValueError as e:
         raise UnreadableFile(f"model.json is not valid JSON: {e}", kind="corrupt") from None
+    if not isinstance(model, dict) or not isinstance(model.get("tensors", []), list):
+        raise UnreadableFile("model.json is not a TorchScript model description (no tensor list)", kind="corrupt")
     ckpt.details["producer_version"] = model.get("producerVersion")
     ckpt.details["proto_version"] = model.get("protoVersion")
     storages: dict[str, Storage] = {}
     tensors: list[TensorRecord] = []
     for i, t in enumerate(model.get("tensors", [])):
+        _check_entry(t, i)
         dt = _tensor_dtype(t, i)
         key = str(t.get("data", {}).get("key", f"tensors/{i}"))
         entry = z.by_name.get(f"{root}/{key}")
@@ -76,6 +101,12 @@ def read_torchscript_json(ckpt: Checkpoint, z: ZipArchive, limits: Limits) -> No
         stride = tuple(int(x) for x in t.get("strides", []))
         rec = TensorRecord(dt, shape, stride, storages[key], int(t.get("offset", 0)),
                            bool(t.get("requiresGrad", False)), rebuild="model.json")
+        if rec.numel > limits.max_tensor_elements:
+            raise LimitExceeded("tensor elements", limits.max_tensor_elements, rec.numel)
+        if entry is not None and rec.numel and rec.extent() * dt.itemsize > entry.usize:
+            raise UnreadableFile(f"model.json tensor {i} (shape {list(shape)}, {dt.name}) needs "
+                                 f"{rec.extent() * dt.itemsize} bytes of {key}, which holds {entry.usize}: "
+                                 f"the file is corrupt or hostile", kind="corrupt")
         if dt.quantized:
             rec.quantizer = {"qscheme": "per_tensor_affine", "scale": float(t.get("scale", 0.0)),
                              "zero_point": int(t.get("zeroPoint", 0))}
