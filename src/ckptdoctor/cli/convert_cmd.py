@@ -47,8 +47,10 @@ def convert(
 
     def go():
         container = to or container_for_path(output) or ("legacy" if _old(torch_version) else "zip")
+        from ckptdoctor.fixes.progress import terminal_progress
+
         return convert_file(path, output, to=container, keep_objects=keep_objects, target=torch_version,
-                            verify=not no_verify, record=record)
+                            verify=not no_verify, record=record, progress=terminal_progress())
 
     finish("convert", go, as_json=as_json)
 

@@ -84,8 +84,10 @@ def fix(
                 steps.append(make_step(s, key=key, rules=rename, container=to))
             if rename and not any(s.id == "rename" for s in steps):
                 steps.append(make_step("rename", rules=rename))
+        from ckptdoctor.fixes.progress import terminal_progress
+
         return fix_file(path, output, steps, target=torch_version, container=to, plan_only=plan,
-                        verify=not no_verify, record=record)
+                        verify=not no_verify, record=record, progress=terminal_progress())
 
     finish("fix", go, as_json=as_json, plan=plan)
 

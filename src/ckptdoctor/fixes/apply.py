@@ -28,6 +28,7 @@ from ckptdoctor.fixes.plan import (
     default_container,
     parse_version,
 )
+from ckptdoctor.fixes.progress import NoProgress, ProgressSink
 from ckptdoctor.fixes.safe import needs_weights_only_safe
 from ckptdoctor.fixes.verify import Verification, expected_tensors, verify_file
 
@@ -80,7 +81,8 @@ PlanMaker = Callable[[Tree], tuple[Plan, list[Change]]]
 
 
 def run(in_path: str, out_path: str, plan: PlanMaker, *, target: str | None = None, container: str | None = None,
-        plan_only: bool = False, verify: bool = True, record: bool = False) -> FixResult:
+        plan_only: bool = False, verify: bool = True, record: bool = False,
+        progress: ProgressSink | None = None) -> FixResult:
     """Read ``in_path``, apply the plan ``plan(tree)`` builds, write ``out_path`` (unless ``plan_only``)."""
     import ckptdoctor
     from ckptdoctor.writers import container_for_path
@@ -112,7 +114,7 @@ def run(in_path: str, out_path: str, plan: PlanMaker, *, target: str | None = No
             result.seconds = time.perf_counter() - t0
             return result
         try:
-            _write_verified(tree, out_path, result, verify)
+            _write_verified(tree, out_path, result, verify, progress or NoProgress())
         finally:
             close_fds()
     if record:
@@ -122,7 +124,7 @@ def run(in_path: str, out_path: str, plan: PlanMaker, *, target: str | None = No
     return result
 
 
-def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool) -> None:
+def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool, progress: ProgressSink) -> None:
     from ckptdoctor.writers import OutFile, write_tree
     from ckptdoctor.writers.zip import archive_root
 
@@ -130,13 +132,15 @@ def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool) 
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".tmp")
     try:
         expected = expected_tensors(tree.root, tree.container) if verify else {}
+        progress.start("write", _tensor_bytes(tree.root))
         try:
-            write_tree(tree.root, tree.container, OutFile(fd), archive_name=archive_root(out_path),
-                       metadata=tree.metadata, numpy_module=tree.numpy_module, note=result.notes.append)
+            write_tree(tree.root, tree.container, OutFile(fd, on_bytes=progress.advance),
+                       archive_name=archive_root(out_path), metadata=tree.metadata,
+                       numpy_module=tree.numpy_module, note=result.notes.append)
         finally:
             os.close(fd)
         if verify:
-            result.verification = verify_file(tmp, expected)
+            result.verification = verify_file(tmp, expected, progress=progress)
             if not result.verification.ok:
                 raise VerificationFailed(f"{result.verification.summary()}; nothing written to {out_path}")
         else:
@@ -149,6 +153,17 @@ def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool) 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        progress.finish()
+
+
+def _tensor_bytes(root: Any) -> int:
+    from ckptdoctor.walk import iter_tensors
+
+    seen: dict[int, int] = {}
+    for _path, t in iter_tensors(root):
+        seen[id(t)] = t.nbytes
+    return sum(seen.values())
 
 
 def _umask() -> int:
@@ -174,7 +189,7 @@ def _atomic_text(path: str, text: str) -> None:
 # ---------------------------------------------------------------------- entry points
 def fix_file(in_path: str, out_path: str, steps: list[Step] | None = None, *, target: str | None = None,
              container: str | None = None, plan_only: bool = False, verify: bool = True,
-             record: bool = False) -> FixResult:
+             record: bool = False, progress: ProgressSink | None = None) -> FixResult:
     """``ckptdoctor fix``: the named steps (then the container), or the automatic plan if none."""
 
     def make(tree: Tree) -> tuple[Plan, list[Change]]:
@@ -189,15 +204,17 @@ def fix_file(in_path: str, out_path: str, steps: list[Step] | None = None, *, ta
         return p, p.apply(tree)
 
     return run(in_path, out_path, make, target=target, container=container, plan_only=plan_only,
-               verify=verify, record=record)
+               verify=verify, record=record, progress=progress)
 
 
 def convert_file(in_path: str, out_path: str, *, to: str | None = None, keep_objects: bool = False,
-                 target: str | None = None, verify: bool = True, record: bool = False) -> FixResult:
+                 target: str | None = None, verify: bool = True, record: bool = False,
+                 progress: ProgressSink | None = None) -> FixResult:
     """``ckptdoctor convert``: a container change (content changed only as weights-only loading needs)."""
 
     def make(tree: Tree) -> tuple[Plan, list[Change]]:
         p = convert_plan(tree, to or tree.container, keep_objects=keep_objects)
         return p, p.apply(tree)
 
-    return run(in_path, out_path, make, target=target, container=to, verify=verify, record=record)
+    return run(in_path, out_path, make, target=target, container=to, verify=verify, record=record,
+               progress=progress)

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ckptdoctor.fixes.progress import ProgressSink
 from ckptdoctor.model import TensorRecord
 from ckptdoctor.walk import iter_tensors
 from ckptdoctor.writers.safetensors import resolved_chunks, stored_dtype, value_flags
@@ -136,7 +137,8 @@ def same_bytes(want: Expected, got: TensorRecord) -> bool:
     return left == sha256_tensor(got)
 
 
-def compare(expected: dict[str, Expected], got: dict[str, TensorRecord], workers: int = WORKERS) -> Verification:
+def compare(expected: dict[str, Expected], got: dict[str, TensorRecord], workers: int = WORKERS,
+            progress: ProgressSink | None = None) -> Verification:
     v = Verification(tensors=len(expected))
     v.missing = [p for p in expected if p not in got]
     v.unexpected = [p for p in got if p not in expected]
@@ -155,16 +157,21 @@ def compare(expected: dict[str, Expected], got: dict[str, TensorRecord], workers
                 v.matched += 1
             else:
                 v.mismatched.append(p)
+            if progress is not None:
+                progress.advance(got[p].nbytes)
     return v
 
 
-def verify_file(path: str, expected: dict[str, Expected], workers: int = WORKERS) -> Verification:
+def verify_file(path: str, expected: dict[str, Expected], workers: int = WORKERS,
+                progress: ProgressSink | None = None) -> Verification:
     """Open the written file with ckptdoctor and compare every tensor with ``expected``."""
     import ckptdoctor
 
     with ckptdoctor.open(path) as out:
         got = dict(out.tensors())
-        result = compare(expected, got, workers)
+        if progress is not None:
+            progress.start("verify", sum(t.nbytes for t in got.values()))
+        result = compare(expected, got, workers, progress)
         seen: set[int] = set()
         for t in got.values():
             if id(t) not in seen:

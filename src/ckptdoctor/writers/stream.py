@@ -23,7 +23,7 @@ from ckptdoctor.source import LocalSource
 # offset): on the benchmark machine that was ~6x faster than pread/pwrite through a buffer, and
 # steadier (user-space write() stalled behind writeback for seconds at a time).
 CHUNK = 1 << 20
-SENDFILE_CHUNK = 1 << 30
+COPY_CHUNK = 64 << 20  # per sendfile / copy_file_range call: the progress bar moves at least every 64 MiB
 _local = threading.local()
 _fds: dict[int, tuple[Any, int]] = {}
 _fds_lock = threading.Lock()
@@ -134,18 +134,21 @@ def _crc_worker() -> ThreadPoolExecutor:
 class OutFile:
     """An output file written through its descriptor, with the position we are at."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, on_bytes: Any = None) -> None:
         self.fd = fd
         self.pos = os.lseek(fd, 0, os.SEEK_CUR)
+        self.on_bytes = on_bytes or (lambda n: None)  # progress: every byte written passes here once
         self._sendfile = hasattr(os, "sendfile")
         self._copy_range = hasattr(os, "copy_file_range")
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        mv = memoryview(data)
+        mv = memoryview(data).cast("B")
+        n = mv.nbytes
         while len(mv):
             k = os.write(self.fd, mv)
             mv = mv[k:]
             self.pos += k
+        self.on_bytes(n)
 
     def copy_region(self, source: Any, offset: int, n: int, *, crc: bool = False) -> int:
         """Append ``n`` bytes of ``source`` at ``offset``; returns their CRC32 if ``crc`` (else 0).
@@ -171,11 +174,12 @@ class OutFile:
         done = 0
         try:
             while done < n:
-                k = os.sendfile(self.fd, fd, offset + done, min(SENDFILE_CHUNK, n - done))
+                k = os.sendfile(self.fd, fd, offset + done, min(COPY_CHUNK, n - done))
                 if k <= 0:
                     break
                 done += k
                 self.pos += k
+                self.on_bytes(k)
         except OSError:  # not supported for this pair of files: fall back to pread/write
             self._sendfile = False
             os.lseek(self.fd, self.pos, os.SEEK_SET)
@@ -187,11 +191,13 @@ class OutFile:
         Returns the end offset. Does not move :attr:`pos`; see :meth:`seek`.
         """
         for piece in pieces:
-            mv = memoryview(piece)
+            mv = memoryview(piece).cast("B")
+            n = mv.nbytes
             while len(mv):
                 k = os.pwrite(self.fd, mv, pos)
                 mv = mv[k:]
                 pos += k
+            self.on_bytes(n)
         return pos
 
     def seek(self, pos: int) -> None:
@@ -217,10 +223,11 @@ class OutFile:
         done = 0
         try:
             while done < n:
-                k = os.copy_file_range(fd, self.fd, min(SENDFILE_CHUNK, n - done), offset + done, pos + done)
+                k = os.copy_file_range(fd, self.fd, min(COPY_CHUNK, n - done), offset + done, pos + done)
                 if k <= 0:
                     break
                 done += k
+                self.on_bytes(k)
         except OSError:  # EXDEV, EINVAL, ENOSYS...: this pair of files cannot; pwrite the rest
             self._copy_range = False
         return done
