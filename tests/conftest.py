@@ -50,3 +50,29 @@ def corpus_params() -> list:
 @pytest.fixture(scope="session")
 def torch():
     return pytest.importorskip("torch", reason="torch (test extra) not installed")
+
+
+# The installed console script's entry (ckptdoctor.__main__:main) in a child process that records,
+# at exit, which modules it imported: the direct-dispatch tests compare it with typer's path.
+_MAIN_CHILD = r"""
+import atexit, json, os, sys
+atexit.register(lambda: open(os.environ["CKD_MODULES"], "w").write(json.dumps(sorted(sys.modules))))
+sys.argv[0] = "ckptdoctor"
+from ckptdoctor.__main__ import main
+main()
+"""
+
+
+@pytest.fixture
+def run_main(tmp_path):
+    """``run_main(*args) -> (CompletedProcess, set of imported module names)``."""
+    import subprocess
+    import sys
+
+    def run(*args: str):
+        out = tmp_path / "modules.json"
+        r = subprocess.run([sys.executable, "-c", _MAIN_CHILD, *args], capture_output=True, text=True,
+                           env={**os.environ, "CKD_MODULES": str(out), "COLUMNS": "120"})
+        return r, set(json.loads(out.read_text()))
+
+    return run

@@ -5,28 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from ckptdoctor.__main__ import parse_fast
-
-CHILD = r"""
-import atexit, json, os, sys
-atexit.register(lambda: open(os.environ["CKD_MODULES"], "w").write(json.dumps(sorted(sys.modules))))
-sys.argv[0] = "ckptdoctor"
-from ckptdoctor.__main__ import main  # what the installed console script runs
-main()
-"""
-
-
-def run(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
-    out = tmp_path / "modules.json"
-    r = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
-                       env={**os.environ, "CKD_MODULES": str(out), "COLUMNS": "120"})
-    return r, set(json.loads(out.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +41,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,args", CASES)
-def test_direct_dispatch_matches_typer(files, tmp_path, name, args):
-    fast, fast_modules = run(tmp_path, "check", str(files[name]), *args)
-    slow, slow_modules = run(tmp_path, "check", str(files[name]), *typer_spelling(args))
+def test_direct_dispatch_matches_typer(files, run_main, name, args):
+    fast, fast_modules = run_main("check", str(files[name]), *args)
+    slow, slow_modules = run_main("check", str(files[name]), *typer_spelling(args))
     assert not {"typer", "click", "pydantic"} & fast_modules
     assert "pydantic" in slow_modules  # typer's path really is the other one
     if "--sarif" in args:  # the SARIF log records the command line, which differs by construction
@@ -77,11 +59,11 @@ def test_direct_dispatch_matches_typer(files, tmp_path, name, args):
     assert fast.returncode == (0 if name == "plain" or "--no-weights-only" in args else 1)
 
 
-def test_errors_match_typer(tmp_path):
+def test_errors_match_typer(tmp_path, run_main):
     missing = str(tmp_path / "nope.pt")
     for args in (["--torch", "2.6"], ["--torch", "nonsense"], ["--json", "--sarif"]):
-        fast, _ = run(tmp_path, "check", missing, *args)
-        slow, _ = run(tmp_path, "check", missing, *typer_spelling(args))
+        fast, _ = run_main("check", missing, *args)
+        slow, _ = run_main("check", missing, *typer_spelling(args))
         assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr)
         assert fast.returncode == 2
 

@@ -4,27 +4,7 @@ reading a structure imports no numpy."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-
-CHILD = r"""
-import atexit, json, os, sys
-atexit.register(lambda: open(os.environ["CKD_MODULES"], "w").write(json.dumps(sorted(sys.modules))))
-sys.argv[0] = "ckptdoctor"
-from ckptdoctor.__main__ import main  # what the installed console script runs
-main()
-"""
-
-
-def run(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
-    out = tmp_path / "modules.json"
-    r = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
-                       env={**os.environ, "CKD_MODULES": str(out), "COLUMNS": "120"})
-    return r, set(json.loads(out.read_text()))
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +15,9 @@ def sample(tmp_path_factory, torch):
 
 
 @pytest.mark.parametrize("flags", [["--json"], [], ["--all", "--json", "--hash"]])
-def test_direct_dispatch_matches_typer(flags, sample, tmp_path):
-    fast, fast_modules = run(tmp_path, "inspect", str(sample), *flags)
-    slow, slow_modules = run(tmp_path, "inspect", str(sample), *flags, "--tree-depth", "4")  # the default, via typer
+def test_direct_dispatch_matches_typer(flags, sample, run_main):
+    fast, fast_modules = run_main("inspect", str(sample), *flags)
+    slow, slow_modules = run_main("inspect", str(sample), *flags, "--tree-depth", "4")  # the default, via typer
     assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr)
     assert fast.returncode == 0
     assert "pydantic" in slow_modules  # typer's path really is the other one
@@ -46,19 +26,19 @@ def test_direct_dispatch_matches_typer(flags, sample, tmp_path):
 
 
 @pytest.mark.parametrize("target", ["missing", "empty"])
-def test_direct_dispatch_errors_match_typer(target, tmp_path):
+def test_direct_dispatch_errors_match_typer(target, tmp_path, run_main):
     p = tmp_path / "empty.pt"
     p.write_bytes(b"")
     path = str(p) if target == "empty" else str(tmp_path / "nope.pt")
     for flags in (["--json"], []):
-        fast, _ = run(tmp_path, "inspect", path, *flags)
-        slow, _ = run(tmp_path, "inspect", path, *flags, "--tree-depth", "4")
+        fast, _ = run_main("inspect", path, *flags)
+        slow, _ = run_main("inspect", path, *flags, "--tree-depth", "4")
         assert (fast.returncode, fast.stdout, fast.stderr) == (slow.returncode, slow.stdout, slow.stderr)
         assert fast.returncode == 2 and fast.stderr.startswith("ckptdoctor:")
 
 
-def test_other_spellings_go_through_typer(tmp_path):
-    r, modules = run(tmp_path, "inspect", "--help")
+def test_other_spellings_go_through_typer(run_main):
+    r, modules = run_main("inspect", "--help")
     assert r.returncode == 0 and "Usage" in r.stdout and "numpy" not in modules
 
 
