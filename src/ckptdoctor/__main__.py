@@ -5,6 +5,8 @@ The spellings scripts run once per file go straight to the typer-free functions 
 * ``inspect FILE [--json] [--hash] [--all]`` -> :func:`ckptdoctor.report.inspect_command.run_inspect`
 * ``check FILE [--torch V] [--numpy V] [--weights-only | --no-weights-only] [--device D]
   [--map-location L] [--loader L] [--json | --sarif] [-v]`` -> :func:`ckptdoctor.report.check_command.run_check`
+* ``convert IN -o OUT [--to C] [--torch V] [--keep-objects] [--no-verify] [--record] [--json]``
+  -> :func:`ckptdoctor.report.fix_command.run_convert`
 
 Importing typer and click (~30 ms) and typer's pydantic-based parameter coercion (~100 ms) would
 otherwise be most of their run time. Every other command line (``--help``, ``--opt=value``, other
@@ -30,6 +32,7 @@ class FastCommand:
     function: str
     flags: dict[str, tuple[str, Any]] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    required: tuple[str, ...] = ()  # keywords that must be given (else typer reports the usage error)
 
 
 FAST_COMMANDS = {
@@ -44,6 +47,13 @@ FAST_COMMANDS = {
                "--no-weights-only": ("weights_only", False)},
         options={"--torch": "torch_version", "--numpy": "numpy_version", "--device": "device",
                  "--map-location": "map_location", "--loader": "loader"},
+    ),
+    "convert": FastCommand(
+        "ckptdoctor.report.fix_command", "run_convert",
+        flags={"--json": ("as_json", True), "--record": ("record", True), "--no-verify": ("no_verify", True),
+               "--keep-objects": ("keep_objects", True)},
+        options={"-o": "output", "--output": "output", "--to": "to", "--torch": "torch_version"},
+        required=("output",),
     ),
 }
 
@@ -71,7 +81,7 @@ def parse_fast(argv: list[str]) -> tuple[FastCommand, str, dict[str, Any]] | Non
         if key in kwargs:  # repeated or contradictory: let typer decide what that means
             return None
         kwargs[key] = value
-    if len(paths) != 1:
+    if len(paths) != 1 or not all(k in kwargs for k in cmd.required):
         return None
     return cmd, paths[0], kwargs
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ckptdoctor.cli.fix_cmd import JsonOpt, NoVerifyOpt, OutOpt, RecordOpt, ToOpt, TorchOpt, finish
+from ckptdoctor.cli.fix_cmd import JsonOpt, NoVerifyOpt, OutOpt, RecordOpt, ToOpt, TorchOpt
 
 CONVERT_EPILOG = """Examples:
 
@@ -42,22 +42,7 @@ def convert(
     as_json: JsonOpt = False,
 ) -> None:
     """Rewrite a checkpoint in another container, streaming its tensors, verified tensor by tensor."""
-    from ckptdoctor.fixes.apply import convert_file
-    from ckptdoctor.writers import container_for_path
+    from ckptdoctor.report.fix_command import run_convert
 
-    def go():
-        container = to or container_for_path(output) or ("legacy" if _old(torch_version) else "zip")
-        from ckptdoctor.fixes.progress import terminal_progress
-
-        return convert_file(path, output, to=container, keep_objects=keep_objects, target=torch_version,
-                            verify=not no_verify, record=record, progress=terminal_progress())
-
-    finish("convert", go, as_json=as_json)
-
-
-def _old(v: str | None) -> bool:
-    from packaging.version import Version
-
-    from ckptdoctor.fixes.plan import parse_version
-
-    return parse_version(v) < Version("1.6")
+    raise typer.Exit(run_convert(path, output=output, to=to, keep_objects=keep_objects, torch_version=torch_version,
+                                 record=record, no_verify=no_verify, as_json=as_json))

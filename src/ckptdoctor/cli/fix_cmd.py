@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated
 
 import typer
-
-from ckptdoctor.cli.exitcodes import ExitCode
 
 FIX_EPILOG = """Examples:
 
@@ -94,59 +90,6 @@ def fix(
 
 def finish(verb: str, go, *, as_json: bool, plan: bool = False) -> None:
     """Run ``go()``, print the result, exit with the right code (shared by fix and convert)."""
-    from ckptdoctor.errors import CkptdoctorError, UnreadableFile
-    from ckptdoctor.fixes.plan import VerificationFailed
+    from ckptdoctor.report.fix_command import finish as run_and_print
 
-    try:
-        result = go()
-    except UnreadableFile as e:
-        print(f"ckptdoctor: cannot read: {e}", file=sys.stderr)
-        raise typer.Exit(ExitCode.UNREADABLE) from None
-    except VerificationFailed as e:
-        print(f"ckptdoctor {verb}: {e}", file=sys.stderr)
-        raise typer.Exit(ExitCode.FINDINGS) from None
-    except (CkptdoctorError, ValueError, OSError) as e:
-        from ckptdoctor.cli.errors import one_line
-
-        print(f"ckptdoctor {verb}: {one_line(e)}", file=sys.stderr)
-        raise typer.Exit(ExitCode.UNREADABLE) from None
-    if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
-        return
-    render(result, verb, plan=plan)
-
-
-def render(r, verb: str, *, plan: bool) -> None:
-    out = sys.stdout.write
-    out(f"{r.input} ({r.input_format}) -> {r.output} ({r.container}, for torch {r.target})\n")
-    by_step: dict[str, list] = {}
-    for c in r.changes:
-        by_step.setdefault(c.step, []).append(c)
-    for i, (sid, desc) in enumerate(r.steps, 1):
-        out(f"  {i}. {sid}: {desc}\n")
-        changes = by_step.pop(sid, [])
-        for c in changes[:12]:
-            out(f"       - {c}\n")
-        if len(changes) > 12:
-            out(f"       ... and {len(changes) - 12} more (--json or --record lists all)\n")
-    for sid, changes in by_step.items():  # changes made while writing (e.g. TorchScript -> state_dict)
-        for c in changes[:12]:
-            out(f"     {sid}: {c}\n")
-    for n in r.notes:
-        out(f"  note: {n}\n")
-    if plan:
-        out("plan only: nothing written\n")
-        return
-    if r.verification is not None:
-        out(f"verified: {r.verification.summary()} ({_size(r.verification.bytes)})\n")
-    out(f"wrote {r.output} ({_size(r.output_size)}) in {r.seconds:.2f}s\n")
-    if r.record_path:
-        out(f"change record: {r.record_path}\n")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    raise typer.Exit(run_and_print(verb, go, as_json=as_json, plan=plan))
