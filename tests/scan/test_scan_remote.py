@@ -64,7 +64,11 @@ def test_dask_local_cluster_scan_equals_local(tmp_path):
     fleet = tmp_path / "fleet"
     build_fleet(fleet, 20)
     local_rows, local_f = scan(str(fleet), tmp_path / "local.sqlite", TaskSpec())
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                                  dashboard_address=None, processes=True) as cluster:
+    import dask
+
+    # generous timeouts: on a loaded 2-core CI machine worker start-up and connects can be slow
+    with dask.config.set({"distributed.comm.timeouts.connect": "120s", "distributed.comm.timeouts.tcp": "120s"}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None,
+                                     processes=True, timeout=120) as cluster:
         dask_rows, dask_f = scan(str(fleet), tmp_path / "dask.sqlite", TaskSpec(), dask_address=cluster.scheduler_address)
     assert relative(dask_rows, dask_f, str(fleet)) == relative(local_rows, local_f, str(fleet))
