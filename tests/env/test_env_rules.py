@@ -263,3 +263,28 @@ def test_import_results_become_findings(fake: FakeEnv) -> None:
 def test_required_torch(fake: FakeEnv, req: str, spec: str | None) -> None:
     fake.dist("torchvision", "0.20.0", requires=(req,))
     assert required_torch(fake.collect().dist("torchvision")) == spec
+
+
+def test_cpu_build_with_a_cuda_tagged_checkpoint_via_check(fake: FakeEnv, torch, tmp_path, monkeypatch) -> None:
+    """A CPU build of torch in the (fake) environment, on a machine that even has GPUs: `check` with
+    no flags reads the environment and predicts the CUDA deserialisation error, with map_location."""
+    import sys
+
+    import torch.serialization as ser
+
+    from ckptdoctor import check as check_mod
+
+    path = tmp_path / "gpu_saved.pt"
+    monkeypatch.setattr(ser, "location_tag", lambda storage: "cuda:0")  # as a save on a GPU tags storages
+    torch.save({"w": torch.arange(4.0)}, path)
+    monkeypatch.undo()
+
+    fake.dist("torch", "2.13.0+cpu", version_py={"__version__": "2.13.0+cpu"})
+    assert "CKD-ENV-CPU-BUILD" in ids(diagnose(fake.collect()))
+    monkeypatch.setattr(sys, "path", [str(fake.site), *sys.path])  # the fake torch is what is installed
+    monkeypatch.setattr(check_mod, "_gpu_count", lambda: 2)  # GPUs present: the build decides
+    target = check_mod.Target.current()
+    assert (target.torch, target.device) == ("2.13.0+cpu", "cpu")
+    res = check_mod.check(str(path), target)
+    assert not res.loads and res.first_cause.id == "CKD-DEVICE-CUDA"
+    assert "map_location='cpu'" in res.first_cause.fix.python
