@@ -246,6 +246,7 @@ class Checkpoint:
     source: ByteSource | None = field(default=None, repr=False)
     pickles: list[Any] = field(default_factory=list, repr=False)  # PickleResult of each pickle parsed
     message: str | None = None  # for impostors: what the file is and what to do
+    extra_sources: list[Any] = field(default_factory=list, repr=False)  # other files tensors live in (DCP shards)
 
     @property
     def is_checkpoint(self) -> bool:
@@ -262,6 +263,8 @@ class Checkpoint:
     def close(self) -> None:
         if self.source is not None:
             self.source.close()
+        for extra in self.extra_sources:
+            extra.close()
 
     def __enter__(self) -> Checkpoint:
         return self

@@ -123,6 +123,27 @@ class FileObjSource(_Base):
             close()
 
 
+class WindowSource(_Base):
+    """A byte range of another source seen as a file of its own (a torch.save archive inside a DCP
+    shard). Closing it leaves the parent open."""
+
+    def __init__(self, parent: ByteSource, start: int, length: int, name: str) -> None:
+        self.parent, self.start, self.size, self.name = parent, start, length, name
+        self.bytes_read = 0
+
+    def read(self, offset: int, n: int) -> bytes:
+        self._check(offset, n)
+        self.bytes_read += n
+        return self.parent.read(self.start + offset, n)
+
+    def view(self, offset: int, n: int) -> memoryview:
+        self._check(offset, n)
+        return self.parent.view(self.start + offset, n)
+
+    def close(self) -> None:
+        pass
+
+
 def open_source(path_or_file) -> ByteSource:
     if isinstance(path_or_file, (str, os.PathLike)):
         path = os.fspath(path_or_file)

@@ -166,7 +166,10 @@ def run(ctx: Context) -> Iterator[Finding]:
             "torch.distributed.checkpoint.load into an existing state_dict, or converted with "
             "torch.distributed.checkpoint.format_utils.dcp_to_torch_save.",
             evidence={"kind": "dcp", "torch_error": f"IsADirectoryError: [Errno 21] Is a directory: '{ckpt.path}'"},
-            fix=Fix("convert it to one file", command=f"ckptdoctor convert {ckpt.path} -o model.pt",
+            fix=Fix("convert it to one file",
+                    # ckptdoctor reads single-chunk saves itself; tensors split across chunks need torch
+                    command=None if ckpt.details.get("sharded_tensors")
+                    else f"ckptdoctor convert {ckpt.path} -o model.pt",
                     python="from torch.distributed.checkpoint.format_utils import dcp_to_torch_save; "
                            f"dcp_to_torch_save({ckpt.path!r}, 'model.pt')"), blocks=True), STAGE, 0)
     elif fmt == "sharded-index":

@@ -15,9 +15,9 @@ from typing import Any
 from ckptdoctor.errors import UnreadableFile
 from ckptdoctor.torchio.policy import NeedsTorch, Options, ReplacedObjectWarning
 
+SHARDED_DCP = ("a torch.distributed.checkpoint folder with tensors split across chunks ({names}): assemble "
+               "it with torch.distributed.checkpoint.load or format_utils.dcp_to_torch_save")
 REFUSED = {
-    "dcp": "a torch.distributed.checkpoint folder: load it with torch.distributed.checkpoint.load "
-           "(ckptdoctor.load reads single files)",
     "pt2": "a torch.export archive (.pt2): load it with torch.export.load",
     "sharded-index": "an index of a sharded checkpoint: load each shard it lists",
 }
@@ -82,6 +82,9 @@ def load_with_info(f: Any, map_location: Any = None, *, allow: Any = (), on_unkn
     try:
         if ckpt.format in REFUSED:
             raise UnreadableFile(f"{ckpt.path} is {REFUSED[ckpt.format]}", kind=ckpt.format)
+        if ckpt.details.get("sharded_tensors"):  # DCP: single-chunk saves load like any file
+            names = ", ".join(ckpt.details["sharded_tensors"][:3])
+            raise UnreadableFile(f"{ckpt.path} is {SHARDED_DCP.format(names=names)}", kind=ckpt.format)
         storages = StorageMaker(torch, ckpt, map_location)
         conv = Converter(torch, storages, options, map_location)
         try:

@@ -1,0 +1,110 @@
+"""torch.distributed.checkpoint folders: tensors and values read from the shards (no torch needed),
+equal to what torch's own dcp_to_torch_save gives; malformed folders refused in one line."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import pytest
+
+import ckptdoctor
+from ckptdoctor.errors import CkptdoctorError, UnreadableFile
+
+
+@pytest.fixture(scope="module")
+def dcp_folder(torch, tmp_path_factory) -> tuple[Path, dict]:
+    import torch.distributed.checkpoint as dcp
+
+    d = tmp_path_factory.mktemp("dcp") / "ckpt"
+    g = torch.Generator().manual_seed(0)
+    sd = {"w": torch.randn(4, 3, generator=g), "b": torch.ones(3, dtype=torch.bfloat16),
+          "idx": torch.arange(5, dtype=torch.int64), "half": torch.randn(2, 2, generator=g).half(),
+          "step": 7, "cfg": {"lr": 0.1, "name": "adam"},
+          "model": {"layer": {"weight": torch.randn(3, 2, generator=g)}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "torch.distributed is disabled ... assuming a single process"
+        dcp.save(sd, checkpoint_id=str(d))
+    return d, sd
+
+
+def sha(torch, t) -> str:
+    return hashlib.sha256(t.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def test_tensors_and_values_come_from_the_shards(torch, dcp_folder):
+    d, sd = dcp_folder
+    with ckptdoctor.open(str(d)) as ckpt:
+        assert ckpt.format == "dcp"
+        got = dict(ckpt.tensors())
+        want = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+        want["model.layer.weight"] = sd["model"]["layer"]["weight"]
+        assert set(got) == set(want)
+        for k, t in got.items():
+            assert (t.dtype.name, tuple(t.shape), t.device) == (str(want[k].dtype)[6:], tuple(want[k].shape), "cpu")
+            assert t.sha256() == sha(torch, want[k])
+        assert ckpt.root["step"] == 7
+        assert dict(ckpt.root["cfg"]) == {"lr": 0.1, "name": "adam"}
+        assert "sharded_tensors" not in ckpt.details
+
+
+def test_convert_equals_torchs_dcp_to_torch_save(torch, dcp_folder, tmp_path):
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    from ckptdoctor.fixes.apply import convert_file
+
+    d, _ = dcp_folder
+    ref = tmp_path / "torch.pt"
+    dcp_to_torch_save(str(d), str(ref))
+    r = convert_file(str(d), str(tmp_path / "ours.pt"))
+    assert r.written and r.verification.ok
+    ours = torch.load(tmp_path / "ours.pt", weights_only=True)
+    theirs = torch.load(ref, weights_only=True)
+    assert list(ours) == list(theirs)
+    assert same(torch, ours, theirs)
+    assert same(torch, ckptdoctor.load(str(d)), theirs)
+
+
+def same(torch, a, b) -> bool:
+    if isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(b, dict):
+        return isinstance(a, dict) and list(a) == list(b) and all(same(torch, a[k], b[k]) for k in b)
+    return a == b
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_a_missing_shard_is_named(dcp_folder, tmp_path):
+    d = copy_folder(dcp_folder[0], tmp_path / "c")
+    for f in d.glob("*.distcp"):
+        f.unlink()
+    with pytest.raises(UnreadableFile, match="shard .* is missing") as e:
+        ckptdoctor.open(str(d))
+    assert e.value.kind == "truncated"
+
+
+def test_a_truncated_shard_is_refused(dcp_folder, tmp_path):
+    d = copy_folder(dcp_folder[0], tmp_path / "c")
+    (shard,) = d.glob("*.distcp")
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with pytest.raises(CkptdoctorError):
+        ckptdoctor.open(str(d))
+
+
+def test_shard_names_cannot_leave_the_folder(dcp_folder, tmp_path):
+    d = copy_folder(dcp_folder[0], tmp_path / "c")
+    (shard,) = d.glob("*.distcp")
+    name = shard.name.encode()
+    evil = b"../" + name[3:]  # same length: the pickle stays well formed
+    meta = (d / ".metadata").read_bytes()
+    assert name in meta
+    (d / ".metadata").write_bytes(meta.replace(name, evil))
+    with pytest.raises(UnreadableFile, match="outside its folder"):
+        ckptdoctor.open(str(d))
