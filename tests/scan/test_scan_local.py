@@ -103,3 +103,35 @@ def test_cli_scan_report(tmp_path):
     assert '"files"' in r.stdout
     r = subprocess.run(["ckptdoctor", "report", str(db), "--sarif"], capture_output=True, text=True, check=True)
     assert '"2.1.0"' in r.stdout
+
+
+def test_a_dcp_folder_is_one_checkpoint(tmp_path, torch):
+    """A torch.distributed.checkpoint folder inside a model store: one row (format dcp, its tensors,
+    will-not-load for torch.load), its own files not scanned separately, rescanned when a shard changes."""
+    import warnings
+
+    import torch.distributed.checkpoint as dcp
+
+    store_dir = tmp_path / "store"
+    (store_dir / "plain").mkdir(parents=True)
+    torch.save({"w": torch.ones(2)}, store_dir / "plain" / "model.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save({"w": torch.arange(6.0).reshape(2, 3), "step": 3}, checkpoint_id=str(store_dir / "run1"))
+    db = tmp_path / "r.sqlite"
+    store = ResultStore(str(db))
+    try:
+        todo, _ = plan([str(store_dir)], store, TaskSpec())
+        assert sorted(Path(r.url).name for r in todo) == ["model.pt", "run1"]
+        run_scan(todo, store, TaskSpec())
+        rows = {Path(r["path"]).name: r for r in store.rows()}
+        ids = {f["id"] for f in store.findings() if f["path"] == str(store_dir / "run1")}
+        assert rows["run1"]["format"] == "dcp" and rows["run1"]["tensors"] == 1
+        assert rows["run1"]["verdict"] == "will-not-load" and "CKD-CONTAINER-DCP" in ids
+        assert rows["model.pt"]["verdict"] == "ok"
+        assert plan([str(store_dir)], store, TaskSpec())[0] == []  # unchanged: nothing to do
+        (shard,) = (store_dir / "run1").glob("*.distcp")
+        os.utime(shard, ns=(time.time_ns(), time.time_ns() + 10**9))
+        assert [Path(r.url).name for r in plan([str(store_dir)], store, TaskSpec())[0]] == ["run1"]
+    finally:
+        store.close()

@@ -32,7 +32,10 @@ def is_remote(url: str) -> bool:
 
 def list_files(source: str, include: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
                storage_options: dict[str, Any] | None = None) -> Iterator[FileRef]:
-    """Every file under ``source`` (a file or folder, local or remote), sorted by path."""
+    """Every file under ``source`` (a file or folder, local or remote), sorted by path.
+
+    A local folder holding ``.metadata`` is a torch.distributed.checkpoint: it is listed as one
+    entry (whatever ``include`` says; ``exclude`` applies to its path) and not descended into."""
     if is_remote(source):
         yield from _list_remote(source, include, exclude, storage_options or {})
         return
@@ -46,6 +49,13 @@ def list_files(source: str, include: tuple[str, ...] = (), exclude: tuple[str, .
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        if DCP_MARKER in filenames:  # a torch.distributed.checkpoint folder is one checkpoint
+            dcp = _dcp_ref(dirpath, filenames)
+            rel = os.path.relpath(dirpath, root)
+            if dcp is not None and (rel == "." or _matches(rel, (), exclude)):
+                found.append(dcp)
+            dirnames[:] = []
+            continue
         for fn in filenames:
             p = os.path.join(dirpath, fn)
             rel = os.path.relpath(p, root)
@@ -57,6 +67,22 @@ def list_files(source: str, include: tuple[str, ...] = (), exclude: tuple[str, .
                 continue
             found.append(FileRef(p, st.st_size, f"mtime:{st.st_mtime_ns}"))
     yield from sorted(found, key=lambda f: f.url)
+
+
+DCP_MARKER = ".metadata"
+
+
+def _dcp_ref(folder: str, filenames: list[str]) -> FileRef | None:
+    """One row for a DCP folder: its files' total size; any file's change (mtime) means rescan."""
+    size, newest = 0, 0
+    for fn in filenames:
+        try:
+            st = os.stat(os.path.join(folder, fn))
+        except OSError:
+            continue
+        size += st.st_size
+        newest = max(newest, st.st_mtime_ns)
+    return FileRef(folder, size, f"mtime:{newest}:{len(filenames)}") if newest else None
 
 
 def _list_remote(source: str, include: tuple[str, ...], exclude: tuple[str, ...],

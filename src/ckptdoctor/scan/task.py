@@ -55,6 +55,21 @@ def _open_source(ref: FileRef, spec: TaskSpec):
     return FileObjSource(f, name=ref.url, size=ref.size)
 
 
+class _FolderSource:
+    """A DCP folder already opened as a checkpoint; bytes_read counts its metadata and shards."""
+
+    def __init__(self, ckpt: Any) -> None:
+        self.ckpt = ckpt
+
+    @property
+    def bytes_read(self) -> int:
+        sources = [self.ckpt.source, *self.ckpt.extra_sources]
+        return sum(getattr(s, "bytes_read", 0) for s in sources if s is not None)
+
+    def close(self) -> None:
+        self.ckpt.close()
+
+
 class _FetchedSource:
     """A remote file fetched whole: reads are served from memory; bytes_read is what was fetched."""
 
@@ -96,9 +111,17 @@ def analyze(ref: FileRef, spec: TaskSpec) -> tuple[dict[str, Any], list[dict[str
     findings: list[dict[str, Any]] = []
     src = None
     try:
-        src = _open_source(ref, spec)
+        folder = not is_remote(ref.url) and os.path.isdir(ref.url)  # a DCP folder (see sources.list_files)
+        if not folder:
+            src = _open_source(ref, spec)
         try:
-            ckpt = read_source(ref.url, src, DEFAULT_LIMITS)
+            if folder:
+                from ckptdoctor.reader import open_checkpoint
+
+                src = _FolderSource(open_checkpoint(ref.url, limits=DEFAULT_LIMITS))
+                ckpt = src.ckpt
+            else:
+                ckpt = read_source(ref.url, src, DEFAULT_LIMITS)
         except UnreadableFile as e:
             row["format"] = e.kind
             row["error"] = str(e).replace("\n", " ")
@@ -111,7 +134,7 @@ def analyze(ref: FileRef, spec: TaskSpec) -> tuple[dict[str, Any], list[dict[str
             row["tensors"] = sum(1 for _ in ckpt.tensors())
             findings = _diagnose(ckpt, None, spec)
             row["verdict"] = _verdict(findings)
-        if spec.want_hash:
+        if spec.want_hash and src is not None and not isinstance(src, _FolderSource):  # no file hash for a folder
             row["sha256"] = _hash_source(src)
     except (CkptdoctorError, OSError) as e:
         row.setdefault("format", "unknown")
