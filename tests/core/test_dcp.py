@@ -108,3 +108,37 @@ def test_shard_names_cannot_leave_the_folder(dcp_folder, tmp_path):
     (d / ".metadata").write_bytes(meta.replace(name, evil))
     with pytest.raises(UnreadableFile, match="outside its folder"):
         ckptdoctor.open(str(d))
+
+
+class _Payload:
+    """Pickles as a call of os.system (torch.save records it; nothing runs until someone loads it)."""
+
+    def __init__(self, canary: Path) -> None:
+        self.canary = canary
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.canary}",))
+
+
+def test_code_in_a_bytes_entry_is_reported_and_never_run(torch, tmp_path):
+    """torch.distributed.checkpoint.load passes bytes entries to torch.load(weights_only=False):
+    a payload there runs on every torch version. ckptdoctor reads it inertly and flags it."""
+    import torch.distributed.checkpoint as dcp
+
+    from ckptdoctor.check import Target, check
+    from ckptdoctor.security import analyze_path
+
+    canary = tmp_path / "canary"
+    d = tmp_path / "evil"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.save({"w": torch.ones(2), "extra": _Payload(canary)}, checkpoint_id=str(d))
+    with ckptdoctor.open(str(d)) as ckpt:
+        assert ckpt.root["extra"].qualname == "posix.system"
+    res = check(str(d), Target(torch="2.13", weights_only=True))
+    [dangerous] = [f for f in res.findings if f.id == "CKD-SEC-DANGEROUS"]
+    assert dangerous.evidence["executed_by"] == "torch.distributed.checkpoint.load"
+    assert analyze_path(str(d)).verdict == "dangerous"
+    assert not canary.exists()

@@ -51,7 +51,7 @@ SKIP_IN_CHECK = {"CKD-INT-UNREADABLE", "CKD-SEC-ALLOWLIST"}
 
 
 def run(ctx: Context) -> Iterator[Finding]:
-    from ckptdoctor.security import findings_for, scan_file
+    from ckptdoctor.security import dcp_chunk_findings, findings_for, scan_file
     from ckptdoctor.source import open_source
 
     ckpt = ctx.ckpt
@@ -68,7 +68,7 @@ def run(ctx: Context) -> Iterator[Finding]:
         name = ctx.path
     try:
         fs = scan_file(source, name)
-        findings = findings_for(fs, ckpt, ctx.error)
+        findings = findings_for(fs, ckpt, ctx.error) + dcp_chunk_findings(ckpt)
     finally:
         if own:
             source.close()

@@ -88,10 +88,51 @@ def analyze(ckpt: Any, *, limits: Any = None) -> list[Finding]:
     source = ckpt.source
     if source is None:
         return []
-    if ckpt.format == "dcp":  # a folder: the metadata pickle is the only code path
-        pass
     fs = scan_file(source, ckpt.path, limits)
-    return findings_for(fs, ckpt)
+    return findings_for(fs, ckpt) + dcp_chunk_findings(ckpt, limits)
+
+
+def dcp_chunk_findings(ckpt: Any, limits: Any = None) -> list[Finding]:
+    """A DCP folder's code paths beyond ``.metadata``: torch.distributed.checkpoint.load passes
+    every chunk of the shards to ``torch.load`` (non-tensor entries with ``weights_only=False``),
+    so each chunk is scanned as a file of its own."""
+    if ckpt is None or ckpt.format != "dcp":
+        return []
+    from ckptdoctor.security.classify import file_findings
+    from ckptdoctor.source import LocalSource, WindowSource
+
+    out: list[Finding] = []
+    opened: dict[str, Any] = {}
+    try:
+        for name, off, n in ckpt.details.get("chunks", []):
+            path = os.path.join(ckpt.path, name)
+            if name not in opened:
+                if not os.path.isfile(path):
+                    continue
+                opened[name] = LocalSource(path)
+            shard = opened[name]
+            if off < 0 or n <= 0 or off + n > shard.size:
+                continue  # the reader reports damaged shards
+            label = f"{path}@{off}"
+            fs = scan_file(WindowSource(shard, off, n, label), label, limits)
+            out.extend(_as_dcp_chunk(_with_path(f, ckpt.path)) for f in file_findings(fs, f"{name} at byte {off}: "))
+    finally:
+        for src in opened.values():
+            src.close()
+    return out
+
+
+DCP_LOADER = ("torch.distributed.checkpoint.load hands this chunk to torch.load(weights_only=False) "
+              "(DefaultLoadPlanner.load_bytes), so in a DCP folder it runs whatever the torch version.")
+
+
+def _as_dcp_chunk(f: Finding) -> Finding:
+    from dataclasses import replace
+
+    if "executed_by" not in f.evidence:
+        return f
+    evidence = {**f.evidence, "executed_by": "torch.distributed.checkpoint.load", "weights_only_allows": False}
+    return replace(f, explanation=f"{f.explanation} {DCP_LOADER}", evidence=evidence)
 
 
 def analyze_path(path: Any, *, limits: Any = None) -> SecurityReport:
@@ -121,7 +162,8 @@ def analyze_path(path: Any, *, limits: Any = None) -> SecurityReport:
         source = open_source(scan_name)
         try:
             fs = scan_file(source, scan_name, limits)
-            report = SecurityReport(name, fmt, findings_for(fs, ckpt, error),
+            found = findings_for(fs, ckpt, error) + dcp_chunk_findings(ckpt, limits)
+            report = SecurityReport(name, fmt, sorted(found, key=lambda f: -int(f.severity)),
                                     error=str(error) if error is not None else None, pickles=_count(fs))
         finally:
             source.close()
@@ -147,4 +189,5 @@ def _count(fs: Any) -> int:
     return n
 
 
-__all__ = ["analyze", "analyze_path", "analyze_source", "verdict", "SecurityReport", "VERDICTS", "scan_file", "findings_for"]
+__all__ = ["analyze", "analyze_path", "analyze_source", "verdict", "SecurityReport", "VERDICTS", "scan_file", "findings_for",
+           "dcp_chunk_findings"]
