@@ -288,3 +288,19 @@ def test_cpu_build_with_a_cuda_tagged_checkpoint_via_check(fake: FakeEnv, torch,
     res = check_mod.check(str(path), target)
     assert not res.loads and res.first_cause.id == "CKD-DEVICE-CUDA"
     assert "map_location='cpu'" in res.first_cause.fix.python
+
+
+CU130 = 'cuda-toolkit[cublas,cudart]==13.0.3; platform_system == "Linux"'  # how torch 2.14 declares CUDA 13
+
+
+@pytest.mark.parametrize("runtime,version,clash", [
+    ("nvidia-cuda-runtime", "13.0.96", False),  # CUDA 13 wheels carry the major in the version, not the name
+    ("nvidia-cuda-runtime", "12.8.90", True),
+    ("nvidia-cuda-runtime-cu12", "12.4.127", True),
+])
+def test_cuda_runtime_wheel_major_from_name_or_version(fake: FakeEnv, runtime: str, version: str, clash: bool) -> None:
+    fake.dist("torch", "2.14.1", requires=("filelock", CU130))
+    fake.dist(runtime, version)
+    env = fake.collect()
+    assert env.build("torch").cuda.split(".")[0] == "13"
+    assert ("CKD-ENV-CUDA" in ids(diagnose(env))) is clash

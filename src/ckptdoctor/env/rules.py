@@ -321,6 +321,13 @@ def rule_python(env: Environment) -> Iterator[Finding]:
     )
 
 
+def _runtime_major(name: str, version: str) -> str:
+    """The CUDA major of a runtime wheel: ``nvidia-cuda-runtime-cu12`` names it (CUDA <= 12);
+    from CUDA 13 the wheel is plain ``nvidia-cuda-runtime`` and its version says it (13.0.96)."""
+    m = re.fullmatch(r"nvidia-cuda-runtime-cu(\d+)", name)
+    return m.group(1) if m else version.split(".")[0]
+
+
 def rule_cuda(env: Environment) -> Iterator[Finding]:
     tb = env.build("torch")
     if tb is None:
@@ -350,11 +357,12 @@ def rule_cuda(env: Environment) -> Iterator[Finding]:
         )
     nv = {d.name: d.version for d in env.installed.dists if d.name.startswith("nvidia-cuda-runtime")}
     if tb.flavour.startswith("cu") and tb.cuda and nv:
-        majors = {re.sub(r"\D", "", n.rsplit("-", 1)[-1]) for n in nv}
+        majors = {_runtime_major(n, v) for n, v in nv.items()}
         if tb.cuda.split(".")[0] not in majors:
             yield Finding(
                 "CKD-ENV-CUDA", Severity.WARNING,
-                f"torch built for CUDA {tb.cuda} but CUDA runtime wheels are " + ", ".join(nv),
+                f"torch built for CUDA {tb.cuda} but CUDA runtime wheels are "
+                + ", ".join(f"{n} {v}" for n, v in nv.items()),
                 "The nvidia-* runtime wheels do not match the CUDA major torch was built for; torch may pick up "
                 "the wrong libraries or fail with 'libcudart.so.X: cannot open shared object file'.",
                 {"torch": tb.to_dict(), "nvidia": nv},
