@@ -144,6 +144,43 @@ class WindowSource(_Base):
         pass
 
 
+class ConcatSource(_Base):
+    """Byte ranges of other sources, one after the other, seen as one file (a tensor a distributed
+    save split into chunks: the chunks' runs in the whole tensor's C order). Reads are pieced
+    together from the parts; nothing is held in memory."""
+
+    def __init__(self, parts: list[tuple[ByteSource, int, int]], name: str) -> None:
+        import bisect
+
+        self._bisect = bisect.bisect_right
+        self.parts = [p for p in parts if p[2] > 0]
+        self.starts: list[int] = []
+        pos = 0
+        for _src, _off, n in self.parts:
+            self.starts.append(pos)
+            pos += n
+        self.size, self.name, self.bytes_read = pos, name, 0
+
+    def read(self, offset: int, n: int) -> bytes:
+        self._check(offset, n)
+        self.bytes_read += n
+        out = []
+        i = self._bisect(self.starts, offset) - 1
+        while n > 0:
+            src, off, length = self.parts[i]
+            inner = offset - self.starts[i]
+            k = min(n, length - inner)
+            out.append(src.read(off + inner, k))
+            offset, n, i = offset + k, n - k, i + 1
+        return b"".join(out)
+
+    def view(self, offset: int, n: int) -> memoryview:
+        return memoryview(self.read(offset, n))
+
+    def close(self) -> None:
+        pass
+
+
 def open_source(path_or_file) -> ByteSource:
     if isinstance(path_or_file, (str, os.PathLike)):
         path = os.fspath(path_or_file)

@@ -10,9 +10,11 @@ length). torch's ``FileSystemWriter`` stores each chunk as a ``torch.save`` arch
 * a tensor saved as one chunk (every single-process save) becomes a normal TensorRecord whose
   storage is the record inside the shard file: listed, hashed, loaded and converted like any other;
 * a bytes entry (``step``, a dict, ...) becomes the value its ``torch.save`` archive holds;
-* a tensor split into several chunks (a sharded save) is listed with dtype and shape but no data
-  (device ``dcp-shard``): assembling it is ``torch.distributed.checkpoint``'s job, and ``convert``
-  refuses such folders with that advice.
+* a tensor split into several chunks (a multi-rank save) is put back together without copying:
+  its bytes in C order are runs of the chunks' bytes (:func:`_assembled`);
+* only chunks that are compressed / transformed or do not tile their tensor leave it listed with
+  dtype and shape but no data (device ``dcp-shard``); ``convert`` and ``load`` refuse such folders
+  naming torch's tool.
 
 Shard names come from the file: only plain names inside the folder are opened.
 """
@@ -28,7 +30,7 @@ from ckptdoctor.formats.common import record_pickle, run_pickle
 from ckptdoctor.limits import Limits
 from ckptdoctor.model import Checkpoint, Storage, TensorRecord
 from ckptdoctor.pickle.objects import Global, OrderedDictValue, PickledObject
-from ckptdoctor.source import LocalSource, WindowSource
+from ckptdoctor.source import ConcatSource, LocalSource, WindowSource
 
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -201,15 +203,117 @@ def _extend(lst: list, idx: int) -> None:
 def _tensor(ckpt: Checkpoint, fqn: str, dt: dtypes.DType, size: tuple[int, ...], chunks: Any,
             where: dict, shards: _Shards, limits: Limits) -> TensorRecord:
     meta_only = TensorRecord(dt, size, _contiguous_stride(size), None, rebuild="dcp", device_override="dcp-shard")
-    if not isinstance(chunks, list) or len(chunks) != 1:
+    boxes = _chunk_boxes(chunks, size)
+    if boxes is None:
         return meta_only
-    c = _attrs(chunks[0])
-    offsets, sizes = c.get("offsets"), c.get("sizes")
-    if not isinstance(offsets, tuple) or any(o != 0 for o in offsets) or sizes != size:
-        return meta_only
+    if len(boxes) == 1 and all(o == 0 for o in boxes[0][0]) and boxes[0][1] == size:
+        t = _chunk_tensor(ckpt, fqn, dt, size, boxes[0][0], where, shards, limits)
+    else:
+        t = _assembled(ckpt, fqn, dt, size, boxes, where, shards, limits)
+    return meta_only if t is None else t
+
+
+def _chunk_boxes(chunks: Any, size: tuple[int, ...]) -> list[tuple[tuple[int, ...], tuple[int, ...]]] | None:
+    """(offsets, sizes) of each chunk, checked to lie inside the tensor; None if malformed."""
+    if not isinstance(chunks, list) or not chunks or len(chunks) > MAX_CHUNKS:
+        return None
+    boxes = []
+    for c in chunks:
+        a = _attrs(c)
+        o, n = a.get("offsets"), a.get("sizes")
+        if not (isinstance(o, tuple) and isinstance(n, tuple) and len(o) == len(n) == len(size)):
+            return None
+        if not all(isinstance(x, int) and x >= 0 for x in (*o, *n)):
+            return None
+        if any(oo + nn > ss for oo, nn, ss in zip(o, n, size, strict=True)):
+            return None
+        boxes.append((o, n))
+    return boxes
+
+
+MAX_CHUNKS = 65_536
+MAX_PIECES = 100_000  # byte runs an assembled tensor may consist of (else: listed without data)
+MAX_WORK = 2_000_000  # (leading index, chunk) pairs examined to find them
+
+
+def _assembled(ckpt: Checkpoint, fqn: str, dt: dtypes.DType, size: tuple[int, ...],
+               boxes: list[tuple[tuple[int, ...], tuple[int, ...]]], where: dict, shards: _Shards,
+               limits: Limits) -> TensorRecord | None:
+    """A tensor split into chunks (a sharded save), put back together without copying: its bytes in
+    C order are runs of the chunks' bytes, read through a :class:`ConcatSource`.
+
+    ``k`` is the first dimension some chunk does not span from 0 to the end, after which every
+    chunk holds whole rows: for each index of the dimensions before ``k`` the chunks that contain
+    it, in order along ``k``, each give one contiguous run. Chunks must tile the tensor exactly."""
+    from itertools import product
+
+    boxes = [b for b in boxes if all(b[1])]  # empty chunks (ranks with no rows) hold nothing
+    numel = 1
+    for d in size:
+        numel *= d
+    if not boxes or sum(_count(n) for _o, n in boxes) != numel:
+        return None
+    ndim = len(size)
+    k = max((d for d in range(ndim) for o, n in boxes if o[d] != 0 or n[d] != size[d]), default=0)
+    lead = size[:k]
+    if _count(lead) > MAX_PIECES or _count(lead) * len(boxes) > MAX_WORK:
+        return None
+    tail = _count(size[k + 1:])
+    regions = {}
+    for o, n in boxes:
+        region = _chunk_region(ckpt, fqn, dt, o, n, where, shards, limits)
+        if region is None:
+            return None
+        regions[o] = region
+    parts: list[tuple[Any, int, int]] = []
+    for idx in product(*(range(d) for d in lead)):
+        inside = sorted((o, n) for o, n in boxes
+                        if all(o[d] <= idx[d] < o[d] + n[d] for d in range(k)))
+        pos = 0
+        for o, n in inside:
+            if o[k] != pos:
+                return None  # a gap or an overlap along k: not a tiling we can read
+            src, start, _length = regions[o]
+            local = sum((idx[d] - o[d]) * _count(n[d + 1:]) for d in range(k))
+            parts.append((src, start + local * dt.itemsize, n[k] * tail * dt.itemsize))
+            pos += n[k]
+        if pos != size[k]:
+            return None
+        if len(parts) > MAX_PIECES:
+            return None
+    concat = ConcatSource(parts, f"{ckpt.path}:{fqn}")
+    st = Storage(key=fqn, dtype=dt, numel=numel, location="cpu", source=concat, record=f"{len(boxes)} chunks",
+                 _span=(0, concat.size))
+    return TensorRecord(dt, size, _contiguous_stride(size), st, 0, rebuild="dcp")
+
+
+def _count(dims: tuple[int, ...]) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
+def _chunk_region(ckpt: Checkpoint, fqn: str, dt: dtypes.DType, offsets: tuple[int, ...], sizes: tuple[int, ...],
+                  where: dict, shards: _Shards, limits: Limits) -> tuple[Any, int, int] | None:
+    """(source, byte offset, length) of one chunk's values, C-contiguous."""
+    t = _chunk_tensor(ckpt, fqn, dt, sizes, offsets, where, shards, limits)
+    if t is None or t.storage is None or not t.is_contiguous():
+        return None
+    off, avail = t.storage.span()
+    n = t.numel * dt.itemsize
+    start = off + t.offset * dt.itemsize
+    if t.offset * dt.itemsize + n > avail:
+        return None
+    return t.storage.source, start, n
+
+
+def _chunk_tensor(ckpt: Checkpoint, fqn: str, dt: dtypes.DType, size: tuple[int, ...], offsets: tuple[int, ...],
+                  where: dict, shards: _Shards, limits: Limits) -> TensorRecord | None:
+    """The tensor stored for chunk ``offsets`` of ``fqn`` (None if its place is unknown or transformed)."""
     info = where.get((fqn, offsets))
     if info is None or info[3]:  # unknown place, or compressed / transformed bytes
-        return meta_only
+        return None
     name, start, length, _ = info
     shard = shards.get(name)
     if start < 0 or length < 0 or start + length > shard.size:
@@ -221,7 +325,7 @@ def _tensor(ckpt: Checkpoint, fqn: str, dt: dtypes.DType, size: tuple[int, ...],
             raise UnreadableFile(f"DCP entry {fqn}: its shard data is not the {dt.name} {list(size)} tensor "
                                  f"the metadata describes", kind="corrupt")
         return value
-    numel = meta_only.numel
+    numel = _count(size)
     if length != numel * dt.itemsize:  # raw serialization: exactly the tensor's bytes
         raise UnreadableFile(f"DCP entry {fqn}: {length} bytes in {name} for a {dt.name} {list(size)} tensor",
                              kind="corrupt")
