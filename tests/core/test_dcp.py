@@ -144,17 +144,18 @@ def test_code_in_a_bytes_entry_is_reported_and_never_run(torch, tmp_path):
     assert not canary.exists()
 
 
-def test_damaged_metadata_and_shards_give_clean_errors(dcp_folder, tmp_path):
-    """Random byte damage to .metadata or the shard: a CkptdoctorError or a good read, nothing else."""
+@pytest.mark.parametrize("folder", ["dcp_folder", "sharded_folder"])
+def test_damaged_metadata_and_shards_give_clean_errors(folder, request, tmp_path):
+    """Random byte damage to .metadata or a shard: a CkptdoctorError or a good read, nothing else."""
     import random
 
-    src = dcp_folder[0]
+    src = request.getfixturevalue(folder)[0]
     rng = random.Random(7)
-    (shard_name,) = [f.name for f in src.glob("*.distcp")]
-    originals = {".metadata": (src / ".metadata").read_bytes(), shard_name: (src / shard_name).read_bytes()}
+    names = [".metadata", *sorted(f.name for f in src.glob("*.distcp"))]
+    originals = {n: (src / n).read_bytes() for n in names}
     for i in range(120):
         d = copy_folder(src, tmp_path / f"c{i}")
-        target = ".metadata" if i % 2 else shard_name
+        target = names[i % len(names)]
         data = bytearray(originals[target])
         for _ in range(rng.randint(1, 4)):
             data[rng.randrange(len(data))] = rng.randrange(256)
