@@ -7,6 +7,8 @@ The spellings scripts run once per file go straight to the typer-free functions 
   [--map-location L] [--loader L] [--json | --sarif] [-v]`` -> :func:`ckptdoctor.report.check_command.run_check`
 * ``convert IN -o OUT [--to C] [--torch V] [--keep-objects] [--no-verify] [--record] [--json]``
   -> :func:`ckptdoctor.report.fix_command.run_convert`
+* ``fix IN -o OUT [--torch V] [--plan] [--step S]... [--extract-state-dict [--key K]] [--rename R]...
+  [--to C] [--record] [--json] [--no-verify]`` -> :func:`ckptdoctor.report.fix_command.run_fix`
 
 Importing typer and click (~30 ms) and typer's pydantic-based parameter coercion (~100 ms) would
 otherwise be most of their run time. Every other command line (``--help``, ``--opt=value``, other
@@ -33,6 +35,7 @@ class FastCommand:
     flags: dict[str, tuple[str, Any]] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
     required: tuple[str, ...] = ()  # keywords that must be given (else typer reports the usage error)
+    multi: dict[str, str] = field(default_factory=dict)  # repeatable options, collected into a tuple
 
 
 FAST_COMMANDS = {
@@ -55,6 +58,14 @@ FAST_COMMANDS = {
         options={"-o": "output", "--output": "output", "--to": "to", "--torch": "torch_version"},
         required=("output",),
     ),
+    "fix": FastCommand(
+        "ckptdoctor.report.fix_command", "run_fix",
+        flags={"--json": ("as_json", True), "--record": ("record", True), "--no-verify": ("no_verify", True),
+               "--plan": ("plan", True), "--extract-state-dict": ("extract", True)},
+        options={"-o": "output", "--output": "output", "--to": "to", "--torch": "torch_version", "--key": "key"},
+        multi={"--step": "steps", "--rename": "renames"},
+        required=("output",),
+    ),
 }
 
 
@@ -67,6 +78,12 @@ def parse_fast(argv: list[str]) -> tuple[FastCommand, str, dict[str, Any]] | Non
     kwargs: dict[str, Any] = {}
     rest = iter(argv[1:])
     for arg in rest:
+        if arg in cmd.multi:
+            value = next(rest, None)
+            if value is None or value.startswith("-"):
+                return None
+            kwargs[cmd.multi[arg]] = (*kwargs.get(cmd.multi[arg], ()), value)
+            continue
         if arg in cmd.flags:
             key, value = cmd.flags[arg]
         elif arg in cmd.options:

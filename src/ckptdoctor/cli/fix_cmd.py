@@ -61,31 +61,11 @@ def fix(
     as_json: JsonOpt = False,
 ) -> None:
     """Write a copy of a checkpoint that the target torch loads (weights_only=True), verified tensor by tensor."""
-    from ckptdoctor.fixes.apply import fix_file
-    from ckptdoctor.fixes.steps import make_step
+    from ckptdoctor.report.fix_command import run_fix
 
-    def go():
-        if key and not extract and "extract-state-dict" not in (step or []):
-            from ckptdoctor.fixes.plan import FixError
-
-            raise FixError("--key names the entry to extract: use it with --extract-state-dict")
-        steps = None
-        if extract or step or rename:
-            steps = []
-            if extract:
-                steps.append(make_step("extract-state-dict", key=key))
-            for s in step or []:
-                if s == "extract-state-dict" and extract:
-                    continue
-                steps.append(make_step(s, key=key, rules=rename, container=to))
-            if rename and not any(s.id == "rename" for s in steps):
-                steps.append(make_step("rename", rules=rename))
-        from ckptdoctor.fixes.progress import terminal_progress
-
-        return fix_file(path, output, steps, target=torch_version, container=to, plan_only=plan,
-                        verify=not no_verify, record=record, progress=terminal_progress())
-
-    finish("fix", go, as_json=as_json, plan=plan)
+    raise typer.Exit(run_fix(path, output=output, torch_version=torch_version, plan=plan, steps=tuple(step or ()),
+                             extract=extract, key=key, renames=tuple(rename or ()), to=to, record=record,
+                             no_verify=no_verify, as_json=as_json))
 
 
 def finish(verb: str, go, *, as_json: bool, plan: bool = False) -> None:

@@ -40,6 +40,39 @@ def finish(verb: str, go: Callable[[], Any], *, as_json: bool, plan: bool = Fals
     return EXIT_OK
 
 
+def run_fix(path: str, *, output: str | None = None, torch_version: str | None = None, plan: bool = False,
+            steps: tuple[str, ...] = (), extract: bool = False, key: str | None = None, renames: tuple[str, ...] = (),
+            to: str | None = None, record: bool = False, no_verify: bool = False, as_json: bool = False) -> int:
+    """``ckptdoctor fix``: the named steps (or the automatic plan), written and verified; the exit code."""
+    if not output:
+        print("ckptdoctor fix: -o/--output is required", file=sys.stderr)
+        return EXIT_UNREADABLE
+
+    def go():
+        from ckptdoctor.fixes.apply import fix_file
+        from ckptdoctor.fixes.plan import FixError
+        from ckptdoctor.fixes.progress import terminal_progress
+        from ckptdoctor.fixes.steps import make_step
+
+        if key and not extract and "extract-state-dict" not in steps:
+            raise FixError("--key names the entry to extract: use it with --extract-state-dict")
+        chosen = None
+        if extract or steps or renames:
+            chosen = []
+            if extract:
+                chosen.append(make_step("extract-state-dict", key=key))
+            for s in steps:
+                if s == "extract-state-dict" and extract:
+                    continue
+                chosen.append(make_step(s, key=key, rules=list(renames), container=to))
+            if renames and not any(s.id == "rename" for s in chosen):
+                chosen.append(make_step("rename", rules=list(renames)))
+        return fix_file(path, output, chosen, target=torch_version, container=to, plan_only=plan,
+                        verify=not no_verify, record=record, progress=terminal_progress())
+
+    return finish("fix", go, as_json=as_json, plan=plan)
+
+
 def run_convert(path: str, *, output: str | None = None, to: str | None = None, keep_objects: bool = False,
                 torch_version: str | None = None, record: bool = False, no_verify: bool = False,
                 as_json: bool = False) -> int:
