@@ -247,6 +247,7 @@ class Checkpoint:
     pickles: list[Any] = field(default_factory=list, repr=False)  # PickleResult of each pickle parsed
     message: str | None = None  # for impostors: what the file is and what to do
     extra_sources: list[Any] = field(default_factory=list, repr=False)  # other files tensors live in (DCP shards)
+    internal: dict[str, Any] = field(default_factory=dict, repr=False)  # reader facts for other modules, not reports
 
     @property
     def is_checkpoint(self) -> bool:

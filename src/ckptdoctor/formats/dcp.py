@@ -150,8 +150,10 @@ def _read(ckpt: Checkpoint, path: str, src: LocalSource, limits: Limits) -> None
     ckpt.root = _unflatten(root, md.get("planner_data"))
     ckpt.details["shards"] = sorted(f for f in os.listdir(path) if f.endswith(".distcp"))
     # every place torch.distributed.checkpoint.load would hand to torch.load (the security scan reads them all)
-    ckpt.details["chunks"] = sorted({(name, off, n) for name, off, n, _t in where.values()
-                                     if os.path.basename(name) == name and name not in ("", ".", "..")})
+    chunks = sorted({(name, off, n) for name, off, n, _t in where.values()
+                     if os.path.basename(name) == name and name not in ("", ".", "..")})
+    ckpt.internal["dcp_chunks"] = chunks
+    ckpt.details["chunks"] = len(chunks)
     if sharded:
         ckpt.details["sharded_tensors"] = sharded
 

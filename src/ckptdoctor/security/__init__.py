@@ -104,7 +104,7 @@ def dcp_chunk_findings(ckpt: Any, limits: Any = None) -> list[Finding]:
     out: list[Finding] = []
     opened: dict[str, Any] = {}
     try:
-        for name, off, n in ckpt.details.get("chunks", []):
+        for name, off, n in ckpt.internal.get("dcp_chunks", []):
             path = os.path.join(ckpt.path, name)
             if name not in opened:
                 if not os.path.isfile(path):
