@@ -149,6 +149,7 @@ def _read(ckpt: Checkpoint, path: str, src: LocalSource, limits: Limits) -> None
             root[fqn] = item
     ckpt.root = _unflatten(root, md.get("planner_data"))
     ckpt.details["shards"] = sorted(f for f in os.listdir(path) if f.endswith(".distcp"))
+    ckpt.size = src.size + sum(_file_size(os.path.join(path, f)) for f in ckpt.details["shards"])  # the folder
     # every place torch.distributed.checkpoint.load would hand to torch.load (the security scan reads them all)
     chunks = sorted({(name, off, n) for name, off, n, _t in where.values()
                      if os.path.basename(name) == name and name not in ("", ".", "..")})
@@ -156,6 +157,13 @@ def _read(ckpt: Checkpoint, path: str, src: LocalSource, limits: Limits) -> None
     ckpt.details["chunks"] = len(chunks)
     if sharded:
         ckpt.details["sharded_tensors"] = sharded
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _unflatten(flat: OrderedDictValue, mapping: Any) -> Any:
