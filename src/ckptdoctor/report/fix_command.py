@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ckptdoctor.edge import EXIT_OK, EXIT_UNREADABLE, one_line
+from ckptdoctor.report.units import human_bytes
 
 EXIT_VERIFICATION_FAILED = 1
 
@@ -124,15 +125,7 @@ def render(r: Any, verb: str, *, plan: bool) -> None:
         out("plan only: nothing written\n")
         return
     if r.verification is not None:
-        out(f"verified: {r.verification.summary()} ({human_size(r.verification.bytes)})\n")
-    out(f"wrote {r.output} ({human_size(r.output_size)}) in {r.seconds:.2f}s\n")
+        out(f"verified: {r.verification.summary()} ({human_bytes(r.verification.bytes)})\n")
+    out(f"wrote {r.output} ({human_bytes(r.output_size)}) in {r.seconds:.2f}s\n")
     if r.record_path:
         out(f"change record: {r.record_path}\n")
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"

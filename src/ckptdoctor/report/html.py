@@ -20,7 +20,7 @@ def render_html_report(rows: list[dict[str, Any]], findings: list[dict[str, Any]
     verdicts = Counter(r["verdict"] for r in rows)
     ids = Counter(f["id"] for f in findings)
     max_count = max([*verdicts.values(), *ids.values(), 1])
-    from ckptdoctor.report.inspect_text import human_bytes
+    from ckptdoctor.report.units import human_bytes
 
     base = _common_folder([r["path"] for r in rows])
     files = [{**r, "findings": by_path.get(r["path"], []), "name": r["path"][len(base):].lstrip("/") or r["path"],

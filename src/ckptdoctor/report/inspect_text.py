@@ -8,21 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-
-def human_bytes(n: int) -> str:
-    f = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if f < 1024 or unit == "TB":
-            return f"{f:.0f} {unit}" if unit == "B" else f"{f:.1f} {unit}"
-        f /= 1024
-    return f"{n} B"
-
-
-def human_count(n: int) -> str:
-    for div, suf in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.2f}{suf}"
-    return str(n)
+from ckptdoctor.report.units import human_bytes, human_count
 
 
 def render_inspect(report: dict[str, Any], console: Console, *, depth: int | None = None, limit: int = 200) -> None:

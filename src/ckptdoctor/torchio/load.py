@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckptdoctor.errors import UnreadableFile
+from ckptdoctor.report.units import human_bytes
 from ckptdoctor.torchio.policy import NeedsTorch, Options, ReplacedObjectWarning
 
 SHARDED_DCP = ("a torch.distributed.checkpoint folder with tensors split across chunks ({names}): assemble "
@@ -183,12 +184,4 @@ def summary(obj: Any, info: LoadInfo) -> str:
     extra_s = f"; {', '.join(extra)}" if extra else ""
     rep = "; something was replaced (see note)" if info.replaced else ""
     return (f"loaded {info.format} into torch in {info.seconds:.3f}s: {top}; {c['tensors']} tensors{kind} in "
-            f"{c['storages']} storages, {_size(c['nbytes'])} (storages: {how}){extra_s}{rep}")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+            f"{c['storages']} storages, {human_bytes(c['nbytes'])} (storages: {how}){extra_s}{rep}")
