@@ -30,7 +30,8 @@ from ckptdoctor.fixes.plan import (
 )
 from ckptdoctor.fixes.progress import NoProgress, ProgressSink
 from ckptdoctor.fixes.safe import needs_weights_only_safe
-from ckptdoctor.fixes.verify import Verification, expected_tensors, verify_file
+from ckptdoctor.fixes.verify import Verification, distinct_nbytes, expected_tensors, verify_file
+from ckptdoctor.walk import iter_tensors
 
 RECORD_SUFFIX = ".changes.json"
 
@@ -136,7 +137,7 @@ def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool, 
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".tmp")
     try:
         expected = expected_tensors(tree.root, tree.container) if verify else {}
-        progress.start("write", _tensor_bytes(tree.root))
+        progress.start("write", distinct_nbytes(iter_tensors(tree.root)))
         try:
             write_tree(tree.root, tree.container, OutFile(fd, on_bytes=progress.advance),
                        archive_name=archive_root(out_path), metadata=tree.metadata,
@@ -159,15 +160,6 @@ def _write_verified(tree: Tree, out_path: str, result: FixResult, verify: bool, 
         raise
     finally:
         progress.finish()
-
-
-def _tensor_bytes(root: Any) -> int:
-    from ckptdoctor.walk import iter_tensors
-
-    seen: dict[int, int] = {}
-    for _path, t in iter_tensors(root):
-        seen[id(t)] = t.nbytes
-    return sum(seen.values())
 
 
 def _umask() -> int:

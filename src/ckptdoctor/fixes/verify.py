@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -172,9 +172,10 @@ def verify_file(path: str, expected: dict[str, Expected], workers: int = WORKERS
         if progress is not None:
             progress.start("verify", sum(t.nbytes for t in got.values()))
         result = compare(expected, got, workers, progress)
-        seen: set[int] = set()
-        for t in got.values():
-            if id(t) not in seen:
-                seen.add(id(t))
-                result.bytes += t.nbytes
+        result.bytes = distinct_nbytes(got.items())
     return result
+
+
+def distinct_nbytes(items: Iterable[tuple[str, TensorRecord]]) -> int:
+    """Bytes of the distinct tensors among (path, tensor) pairs (a tensor under two paths counts once)."""
+    return sum({id(t): t.nbytes for _path, t in items}.values())
