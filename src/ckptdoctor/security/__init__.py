@@ -102,15 +102,16 @@ def dcp_chunk_findings(ckpt: Any, limits: Any = None) -> list[Finding]:
     from ckptdoctor.source import LocalSource, WindowSource
 
     out: list[Finding] = []
-    opened: dict[str, Any] = {}
+    shards = {os.path.basename(s.name): s for s in ckpt.extra_sources}  # the reader's open shards
+    opened: dict[str, Any] = {}  # shards only the scan needs (chunks the reader did not read)
     try:
         for name, off, n in ckpt.internal.get("dcp_chunks", []):
             path = os.path.join(ckpt.path, name)
-            if name not in opened:
+            if name not in shards:
                 if not os.path.isfile(path):
                     continue
-                opened[name] = LocalSource(path)
-            shard = opened[name]
+                shards[name] = opened[name] = LocalSource(path)
+            shard = shards[name]
             if off < 0 or n <= 0 or off + n > shard.size:
                 continue  # the reader reports damaged shards
             label = f"{path}@{off}"
