@@ -78,6 +78,11 @@ def test_target_torch_refuses_dtypes_it_lacks(tmp_path, fixtures):
     assert_same(load(fixtures["views"]["zip"]), load(tmp_path / "old.pt"))
 
 
+def flip_byte(fd: int, at: int, mask: int) -> None:
+    """Damage one byte of the file being written (XOR with ``mask``)."""
+    os.pwrite(fd, bytes([os.pread(fd, 1, at)[0] ^ mask]), at)
+
+
 def test_verification_failure_leaves_nothing(tmp_path, fixtures, monkeypatch):
     from ckptdoctor.writers import stream
 
@@ -86,7 +91,7 @@ def test_verification_failure_leaves_nothing(tmp_path, fixtures, monkeypatch):
     def corrupt(self, source, offset, n, *, crc=False):
         value = real(self, source, offset, n, crc=crc)
         if n:  # flip the last byte we just wrote
-            os.pwrite(self.fd, bytes([os.pread(self.fd, 1, self.pos - 1)[0] ^ 0xFF]), self.pos - 1)
+            flip_byte(self.fd, self.pos - 1, 0xFF)
         return value
 
     monkeypatch.setattr(stream.OutFile, "copy_region", corrupt)
@@ -105,7 +110,7 @@ def test_verification_catches_a_wrong_byte_in_safetensors(tmp_path, fixtures, mo
     def corrupt(self, t, pos):
         end = real(self, t, pos)
         if end > pos:
-            os.pwrite(self.fd, bytes([os.pread(self.fd, 1, end - 1)[0] ^ 0x01]), end - 1)
+            flip_byte(self.fd, end - 1, 0x01)
         return end
 
     monkeypatch.setattr(stream.OutFile, "tensor_at", corrupt)
