@@ -216,3 +216,23 @@ def test_sharded_tensors_are_put_back_together(torch, sharded_folder, tmp_path):
 
     st = load_file(tmp_path / "ours.safetensors")
     assert all(torch.equal(st[k], theirs[k]) for k in st) and set(st) == set(full)
+
+
+def test_a_tensor_without_readable_chunks_is_listed_and_refused(torch, sharded_folder, tmp_path, monkeypatch):
+    """A chunk the metadata does not place (as for compressed chunks): the tensor is listed without
+    data, and convert / load refuse the folder naming torch's tool instead of writing it incomplete."""
+    from ckptdoctor.fixes.apply import convert_file
+    from ckptdoctor.fixes.plan import FixError
+    from ckptdoctor.formats import dcp
+
+    real = dcp._storage_index
+    monkeypatch.setattr(dcp, "_storage_index", lambda md: {k: v for k, v in real(md).items() if k[0] != "w1"})
+    d = str(sharded_folder[0])
+    with ckptdoctor.open(d) as ckpt:
+        t = dict(ckpt.tensors())["w1"]
+        assert (t.storage, t.device, ckpt.details["sharded_tensors"]) == (None, "dcp-shard", ["w1"])
+    with pytest.raises(FixError, match=r"\(w1\) need torch: .*dcp_to_torch_save"):
+        convert_file(d, str(tmp_path / "o.pt"))
+    assert not (tmp_path / "o.pt").exists()
+    with pytest.raises(UnreadableFile, match="dcp_to_torch_save"):
+        ckptdoctor.load(d)

@@ -97,10 +97,11 @@ def run(in_path: str, out_path: str, plan: PlanMaker, *, target: str | None = No
     with ckptdoctor.open(in_path) as ckpt:
         if not ckpt.is_checkpoint:  # impostors are refused by open(); belt and braces
             raise FixError(f"{in_path}: not a checkpoint ({ckpt.format})")
-        if ckpt.details.get("sharded_tensors"):
-            names = ", ".join(ckpt.details["sharded_tensors"][:3])
-            raise FixError(f"{in_path}: tensors split across DCP chunks ({names}) are assembled by torch: "
-                           f"torch.distributed.checkpoint.format_utils.dcp_to_torch_save({in_path!r}, 'model.pt')")
+        if ckpt.format == "dcp":
+            from ckptdoctor.formats.dcp import without_data
+
+            if (why := without_data(ckpt)) is not None:
+                raise FixError(why)
         tree = Tree(root=ckpt.root, format=ckpt.format, container=container or default_container(ckpt.format, tv),
                     target=tv, metadata=ckpt.details.get("metadata") if ckpt.format == "safetensors" else None)
         the_plan, changes = plan(tree)

@@ -35,6 +35,15 @@ from ckptdoctor.source import ConcatSource, LocalSource, WindowSource
 ZIP_MAGIC = b"PK\x03\x04"
 
 
+def without_data(ckpt: Checkpoint) -> str | None:
+    """Why this DCP folder cannot be turned into tensors here (some listed without data), else None."""
+    names = ckpt.details.get("sharded_tensors")
+    if not names:
+        return None
+    return (f"{ckpt.path}: DCP tensors whose chunks are compressed or do not tile them ({', '.join(names[:3])}) "
+            f"need torch: torch.distributed.checkpoint.format_utils.dcp_to_torch_save({ckpt.path!r}, 'model.pt')")
+
+
 def looks_like_dcp(path: str) -> bool:
     return os.path.isfile(os.path.join(path, ".metadata"))
 

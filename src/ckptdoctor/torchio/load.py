@@ -16,8 +16,6 @@ from ckptdoctor.errors import UnreadableFile
 from ckptdoctor.report.units import human_bytes
 from ckptdoctor.torchio.policy import NeedsTorch, Options, ReplacedObjectWarning
 
-SHARDED_DCP = ("a torch.distributed.checkpoint folder with tensors split across chunks ({names}): assemble "
-               "it with torch.distributed.checkpoint.load or format_utils.dcp_to_torch_save")
 REFUSED = {
     "pt2": "a torch.export archive (.pt2): load it with torch.export.load",
     "sharded-index": "an index of a sharded checkpoint: load each shard it lists",
@@ -83,9 +81,11 @@ def load_with_info(f: Any, map_location: Any = None, *, allow: Any = (), on_unkn
     try:
         if ckpt.format in REFUSED:
             raise UnreadableFile(f"{ckpt.path} is {REFUSED[ckpt.format]}", kind=ckpt.format)
-        if ckpt.details.get("sharded_tensors"):  # DCP: single-chunk saves load like any file
-            names = ", ".join(ckpt.details["sharded_tensors"][:3])
-            raise UnreadableFile(f"{ckpt.path} is {SHARDED_DCP.format(names=names)}", kind=ckpt.format)
+        if ckpt.format == "dcp":  # DCP folders load like any file unless some tensor has no data here
+            from ckptdoctor.formats.dcp import without_data
+
+            if (why := without_data(ckpt)) is not None:
+                raise UnreadableFile(why, kind=ckpt.format)
         storages = StorageMaker(torch, ckpt, map_location)
         conv = Converter(torch, storages, options, map_location)
         try:
